@@ -888,8 +888,8 @@ impl Log {
 
     /// Closes the log cleanly: flushes, trims the active segment and its
     /// indexes, and writes the clean-shutdown marker so the next open skips
-    /// recovery.
-    pub fn close(mut self) -> Result<(), MaintenanceError> {
+    /// recovery. Afterwards the log refuses appends (it reports itself offline).
+    pub fn close(&mut self) -> Result<(), MaintenanceError> {
         self.flush()?;
         let fs = self.fs.clone();
         let seg = self.active_mut();

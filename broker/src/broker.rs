@@ -1,0 +1,433 @@
+//! The running broker: its identity, configuration and the parts that serve
+//! requests (metadata, replicas, groups, metrics), plus start-up and the
+//! graceful shutdown on SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use crate::admin::http;
+use crate::config::{BrokerConfig, TopicConfig};
+use crate::group::{GroupConfig, GroupCoordinator};
+use crate::metadata::controller::{self, ControllerError, NewTopic};
+use crate::metadata::identity::{self, IdentityError};
+use crate::metadata::{MetadataError, MetadataImage, MetadataRecord, MetadataStore};
+use crate::metrics::Metrics;
+use crate::partition::ReplicaManager;
+use crate::partition::offsets_store::PartitionOffsetStore;
+use crate::protocol::server;
+
+/// Name of the internal topic holding committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Producer ids are taken from the metadata in blocks of this size.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// What the command line decides.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    pub listen: String,
+    /// `host:port` clients are told to connect to (defaults to the bound address).
+    pub advertise: Option<String>,
+    pub admin_listen: String,
+    pub cluster_id: Option<String>,
+    pub config: BrokerConfig,
+}
+
+/// Start-up failed.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("invalid address {0}: expected host:port")]
+    Address(String),
+    #[error("data directory {dir} holds cluster {found}, but its metadata says {expected}")]
+    ClusterMismatch {
+        dir: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Shared state of a running broker; handlers get `&Arc<Broker>`.
+#[derive(Debug)]
+pub struct Broker {
+    pub node_id: i32,
+    pub cluster_id: String,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub rack: Option<String>,
+    pub config: Arc<BrokerConfig>,
+    pub metadata: Arc<MetadataStore>,
+    pub replicas: Arc<ReplicaManager>,
+    pub groups: Arc<GroupCoordinator>,
+    pub metrics: Metrics,
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    ready: AtomicBool,
+    offsets_topic_lock: tokio::sync::Mutex<()>,
+}
+
+impl Broker {
+    /// Whether the broker serves requests (all partitions opened, listeners up).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.metadata.image()
+    }
+
+    /// Creates a topic through the controller and waits until this broker has
+    /// opened its partitions.
+    pub async fn create_topic(
+        &self,
+        topic: NewTopic,
+        validate_only: bool,
+    ) -> Result<Result<Uuid, ControllerError>, MetadataError> {
+        let defaults = (
+            self.config.long("num.partitions") as i32,
+            self.config.long("default.replication.factor") as i32,
+        );
+        let id = Uuid::new_v4();
+        if validate_only {
+            return Ok(controller::create_topic(&self.image(), &topic, defaults, id).map(|_| id));
+        }
+        let committed = self
+            .metadata
+            .commit(|image| controller::create_topic(image, &topic, defaults, id))
+            .await?;
+        Ok(committed.map(|image| {
+            self.replicas.sync(&image);
+            id
+        }))
+    }
+
+    /// Applies metadata records through the controller and brings local
+    /// partitions in line with the new image.
+    pub async fn commit<E>(
+        &self,
+        plan: impl FnOnce(&MetadataImage) -> Result<Vec<MetadataRecord>, E>,
+    ) -> Result<Result<Arc<MetadataImage>, E>, MetadataError> {
+        let committed = self.metadata.commit(plan).await?;
+        if let Ok(image) = &committed {
+            self.replicas.sync(image);
+        }
+        Ok(committed)
+    }
+
+    /// Creates `__consumer_offsets` if it does not exist yet (as Kafka does on
+    /// the first FindCoordinator).
+    pub async fn ensure_offsets_topic(&self) -> Result<(), String> {
+        let _guard = self.offsets_topic_lock.lock().await;
+        if self.image().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let brokers = self.image().brokers.len().max(1) as i64;
+        let rf = self
+            .config
+            .long("offsets.topic.replication.factor")
+            .min(brokers) as i32;
+        let mut config = TopicConfig::default();
+        let segment = self.config.long("offsets.topic.segment.bytes").to_string();
+        config
+            .set("segment.bytes", &segment)
+            .map_err(|e| e.to_string())?;
+        config
+            .set("retention.ms", "-1")
+            .map_err(|e| e.to_string())?;
+        let topic = NewTopic {
+            name: OFFSETS_TOPIC.into(),
+            partitions: self.config.long("offsets.topic.num.partitions") as i32,
+            replication_factor: rf,
+            assignments: vec![],
+            config,
+        };
+        match self.create_topic(topic, false).await {
+            Ok(Ok(_)) | Ok(Err(ControllerError::TopicAlreadyExists(_))) => {}
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(e) => return Err(e.to_string()),
+        }
+        // The coordinator serves a group only once its partition is loaded.
+        self.groups.load().await.map_err(|e| e.to_string())
+    }
+
+    /// Hands out a producer id, taking a new block from the metadata when the
+    /// current one is used up.
+    pub async fn next_producer_id(&self) -> Result<i64, MetadataError> {
+        let mut block = self.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            let mut first = 0;
+            let committed = self
+                .metadata
+                .commit(|image| {
+                    let (f, records) = controller::allocate_producer_ids(image, PRODUCER_ID_BLOCK);
+                    first = f;
+                    Ok::<_, ()>(records)
+                })
+                .await?;
+            if committed.is_ok() {
+                *block = (first, first + PRODUCER_ID_BLOCK);
+            }
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+}
+
+/// A started broker; `shutdown` stops it gracefully.
+#[derive(Debug)]
+pub struct RunningBroker {
+    pub broker: Arc<Broker>,
+    pub kafka_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    kafka_server: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn split_host_port(addr: &str) -> Result<(String, i32), StartError> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| StartError::Address(addr.to_owned()))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| StartError::Address(addr.to_owned()))?;
+    Ok((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port as i32,
+    ))
+}
+
+/// Starts a broker: checks the data directory's identity, replays metadata,
+/// opens (recovering) every partition, then binds the listeners.
+pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
+    let started = std::time::Instant::now();
+    let identity = identity::ensure(&opts.data_dir, opts.node_id, opts.cluster_id.as_deref())?;
+    let metadata_dir = opts.data_dir.join("__cluster_metadata");
+    let metadata = Arc::new(MetadataStore::open(&metadata_dir)?);
+    let image = metadata.image();
+    if !image.cluster_id.is_empty() && image.cluster_id != identity.cluster_id {
+        return Err(StartError::ClusterMismatch {
+            dir: opts.data_dir.clone(),
+            found: identity.cluster_id,
+            expected: image.cluster_id.clone(),
+        });
+    }
+
+    let listener = server::bind(&opts.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: opts.listen.clone(),
+            source,
+        })?;
+    let kafka_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: opts.listen.clone(),
+        source,
+    })?;
+    let (advertised_host, advertised_port) = match &opts.advertise {
+        Some(a) => split_host_port(a)?,
+        None => (kafka_addr.ip().to_string(), kafka_addr.port() as i32),
+    };
+    let rack = opts.config.get("broker.rack").map(str::to_owned);
+    let cluster_id = identity.cluster_id.clone();
+    let registration = MetadataRecord::BrokerRegistered {
+        node_id: opts.node_id,
+        host: advertised_host.clone(),
+        port: advertised_port,
+        rack: rack.clone(),
+    };
+    metadata
+        .commit(|image| {
+            let mut records = Vec::new();
+            if image.cluster_id.is_empty() {
+                records.push(MetadataRecord::ClusterFormatted {
+                    cluster_id: cluster_id.clone(),
+                });
+            }
+            let current = image.brokers.get(&opts.node_id);
+            let changed = current.is_none_or(|b| {
+                b.host != advertised_host || b.port != advertised_port || b.rack != rack
+            });
+            if changed {
+                records.push(registration.clone());
+            }
+            Ok::<_, ()>(records)
+        })
+        .await?
+        .map_err(|()| StartError::Internal("broker registration refused".into()))?;
+
+    let config = Arc::new(opts.config.clone());
+    let replicas = Arc::new(ReplicaManager::new(
+        opts.node_id,
+        &opts.data_dir,
+        config.clone(),
+    ));
+    let image = metadata.image();
+    replicas.remove_strays(&image);
+    let failed = replicas.sync(&image);
+    if failed > 0 {
+        warn!(
+            failed,
+            "some partitions could not be opened; see errors above"
+        );
+    }
+
+    let store = Arc::new(PartitionOffsetStore::new(replicas.clone()));
+    let group_config = GroupConfig::from_broker(&config);
+    let groups = GroupCoordinator::new(store, group_config);
+    if metadata.image().topics.contains_key(OFFSETS_TOPIC) {
+        groups
+            .load()
+            .await
+            .map_err(|e| StartError::Internal(format!("loading consumer groups: {e}")))?;
+    }
+
+    let metrics = Metrics::new(opts.node_id);
+    let broker = Arc::new(Broker {
+        node_id: opts.node_id,
+        cluster_id: identity.cluster_id,
+        advertised_host: advertised_host.clone(),
+        advertised_port,
+        rack: config.get("broker.rack").map(str::to_owned),
+        config: config.clone(),
+        metadata: metadata.clone(),
+        replicas: replicas.clone(),
+        groups,
+        metrics,
+        producer_ids: tokio::sync::Mutex::new((0, 0)),
+        ready: AtomicBool::new(false),
+        offsets_topic_lock: tokio::sync::Mutex::new(()),
+    });
+
+    let shutdown = CancellationToken::new();
+    let admin = http::bind(&opts.admin_listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: opts.admin_listen.clone(),
+            source,
+        })?;
+    let admin_addr = admin.local_addr().map_err(|source| StartError::Bind {
+        addr: opts.admin_listen.clone(),
+        source,
+    })?;
+    let mut tasks = vec![tokio::spawn(http::serve(
+        admin,
+        broker.clone(),
+        shutdown.clone(),
+    ))];
+    tasks.push(tokio::spawn(retention_loop(
+        broker.clone(),
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(metrics_loop(broker.clone(), shutdown.clone())));
+    let kafka_server = tokio::spawn(server::serve(listener, broker.clone(), shutdown.clone()));
+    broker.ready.store(true, Ordering::Release);
+    info!(
+        node_id = broker.node_id,
+        cluster_id = %broker.cluster_id,
+        kafka = %kafka_addr,
+        advertised = %format!("{}:{}", broker.advertised_host, broker.advertised_port),
+        admin = %admin_addr,
+        partitions = replicas.all().len(),
+        start_ms = started.elapsed().as_millis() as u64,
+        "broker serving"
+    );
+    Ok(RunningBroker {
+        broker,
+        kafka_addr,
+        admin_addr,
+        shutdown,
+        tasks,
+        kafka_server: Mutex::new(Some(kafka_server)),
+    })
+}
+
+impl RunningBroker {
+    /// Stops accepting, lets in-flight requests finish (bounded), then flushes
+    /// and closes every log cleanly so the next start skips recovery.
+    pub async fn shutdown(self) {
+        info!("shutting down");
+        self.broker.ready.store(false, Ordering::Release);
+        self.shutdown.cancel();
+        let server = self
+            .kafka_server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(server) = server
+            && tokio::time::timeout(Duration::from_secs(10), server)
+                .await
+                .is_err()
+        {
+            warn!("in-flight requests did not finish within 10 s; closing anyway");
+        }
+        self.broker.groups.shutdown();
+        self.broker.replicas.close_all();
+        for t in self.tasks {
+            t.abort();
+        }
+        info!("shutdown complete");
+    }
+}
+
+async fn retention_loop(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let every =
+        Duration::from_millis(broker.config.long("log.retention.check.interval.ms").max(1) as u64);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        for p in broker.replicas.all() {
+            if let Err(e) = p.apply_retention() {
+                error!(topic = %p.topic, partition = p.index, error = %e, "retention failed");
+            }
+        }
+    }
+}
+
+async fn metrics_loop(broker: Arc<Broker>, shutdown: CancellationToken) {
+    loop {
+        let all = broker.replicas.all();
+        broker
+            .metrics
+            .partitions
+            .with_label_values(&["hosted"])
+            .set(all.len() as i64);
+        broker
+            .metrics
+            .partitions
+            .with_label_values(&["leader"])
+            .set(all.len() as i64);
+        broker
+            .metrics
+            .log_bytes
+            .set(all.iter().map(|p| p.size_bytes() as i64).sum());
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Broker-wide settings (`--config FILE` and `--set key=value`).
+
+use std::collections::BTreeMap;
+
+use super::{ConfigDef, ConfigError, Kind, find};
+
+const DAY_MS: &str = "604800000";
+
+/// Every broker key Skiff understands. Unknown keys are an error.
+pub const BROKER_CONFIGS: &[ConfigDef] = &[
+    ConfigDef {
+        name: "num.partitions",
+        kind: Kind::Int { min: 1 },
+        default: Some("1"),
+        doc: "Partitions of auto-created topics and of CreateTopics requests that ask for the default",
+    },
+    ConfigDef {
+        name: "default.replication.factor",
+        kind: Kind::Int { min: 1 },
+        default: Some("1"),
+        doc: "Replication factor of topics created without one",
+    },
+    ConfigDef {
+        name: "auto.create.topics.enable",
+        kind: Kind::Bool,
+        default: Some("true"),
+        doc: "Create a topic when a client asks for metadata of one that does not exist",
+    },
+    ConfigDef {
+        name: "delete.topic.enable",
+        kind: Kind::Bool,
+        default: Some("true"),
+        doc: "Allow DeleteTopics",
+    },
+    ConfigDef {
+        name: "log.retention.ms",
+        kind: Kind::Long { min: -1 },
+        default: Some(DAY_MS),
+        doc: "Default retention.ms of topics",
+    },
+    ConfigDef {
+        name: "log.retention.bytes",
+        kind: Kind::Long { min: -1 },
+        default: Some("-1"),
+        doc: "Default retention.bytes of topics",
+    },
+    ConfigDef {
+        name: "log.retention.check.interval.ms",
+        kind: Kind::Long { min: 1 },
+        default: Some("300000"),
+        doc: "How often retention runs",
+    },
+    ConfigDef {
+        name: "log.segment.bytes",
+        kind: Kind::Int { min: 14 },
+        default: Some("1073741824"),
+        doc: "Default segment.bytes of topics",
+    },
+    ConfigDef {
+        name: "log.roll.ms",
+        kind: Kind::Long { min: 1 },
+        default: Some(DAY_MS),
+        doc: "Default segment.ms of topics",
+    },
+    ConfigDef {
+        name: "log.index.interval.bytes",
+        kind: Kind::Int { min: 0 },
+        default: Some("4096"),
+        doc: "Default index.interval.bytes of topics",
+    },
+    ConfigDef {
+        name: "log.index.size.max.bytes",
+        kind: Kind::Int { min: 4 },
+        default: Some("10485760"),
+        doc: "Default segment.index.bytes of topics",
+    },
+    ConfigDef {
+        name: "log.flush.interval.messages",
+        kind: Kind::Long { min: 1 },
+        default: Some("9223372036854775807"),
+        doc: "Default flush.messages of topics",
+    },
+    ConfigDef {
+        name: "log.flush.interval.ms",
+        kind: Kind::Long { min: 0 },
+        default: Some("9223372036854775807"),
+        doc: "Default flush.ms of topics",
+    },
+    ConfigDef {
+        name: "log.preallocate",
+        kind: Kind::Bool,
+        default: Some("true"),
+        doc: "Default preallocate of topics",
+    },
+    ConfigDef {
+        name: "log.cleanup.policy",
+        kind: Kind::Choice(&["delete"]),
+        default: Some("delete"),
+        doc: "Default cleanup.policy of topics (compaction is not implemented)",
+    },
+    ConfigDef {
+        name: "message.max.bytes",
+        kind: Kind::Int { min: 0 },
+        default: Some("1048588"),
+        doc: "Default max.message.bytes of topics",
+    },
+    ConfigDef {
+        name: "min.insync.replicas",
+        kind: Kind::Int { min: 1 },
+        default: Some("1"),
+        doc: "Default min.insync.replicas of topics",
+    },
+    ConfigDef {
+        name: "unclean.leader.election.enable",
+        kind: Kind::Bool,
+        default: Some("false"),
+        doc: "Default unclean.leader.election.enable of topics",
+    },
+    ConfigDef {
+        name: "socket.request.max.bytes",
+        kind: Kind::Int { min: 1 },
+        default: Some("104857600"),
+        doc: "Largest request frame accepted; larger ones are refused before any allocation",
+    },
+    ConfigDef {
+        name: "offsets.topic.num.partitions",
+        kind: Kind::Int { min: 1 },
+        default: Some("50"),
+        doc: "Partitions of __consumer_offsets",
+    },
+    ConfigDef {
+        name: "offsets.topic.replication.factor",
+        kind: Kind::Int { min: 1 },
+        default: Some("3"),
+        doc: "Replication factor of __consumer_offsets (capped at the number of brokers)",
+    },
+    ConfigDef {
+        name: "offsets.topic.segment.bytes",
+        kind: Kind::Int { min: 14 },
+        default: Some("104857600"),
+        doc: "segment.bytes of __consumer_offsets",
+    },
+    ConfigDef {
+        name: "offsets.retention.minutes",
+        kind: Kind::Int { min: 1 },
+        default: Some("10080"),
+        doc: "How long committed offsets of an empty group are kept",
+    },
+    ConfigDef {
+        name: "group.initial.rebalance.delay.ms",
+        kind: Kind::Int { min: 0 },
+        default: Some("3000"),
+        doc: "Wait for more members before the first rebalance of a new group",
+    },
+    ConfigDef {
+        name: "group.min.session.timeout.ms",
+        kind: Kind::Int { min: 0 },
+        default: Some("6000"),
+        doc: "Smallest session timeout a consumer may ask for",
+    },
+    ConfigDef {
+        name: "group.max.session.timeout.ms",
+        kind: Kind::Int { min: 0 },
+        default: Some("1800000"),
+        doc: "Largest session timeout a consumer may ask for",
+    },
+    ConfigDef {
+        name: "replica.lag.time.max.ms",
+        kind: Kind::Long { min: 1 },
+        default: Some("10000"),
+        doc: "A follower that has not caught up for this long leaves the ISR",
+    },
+    ConfigDef {
+        name: "broker.rack",
+        kind: Kind::Text,
+        default: None,
+        doc: "Rack of this broker, for rack-aware replica placement",
+    },
+    ConfigDef {
+        name: "skiff.ack.durability",
+        kind: Kind::Choice(&["fsync", "memory"]),
+        default: Some("fsync"),
+        doc: "fsync: acks=all is answered only once the batch is fsynced on every ISR member; memory: as Kafka",
+    },
+];
+
+/// Whether acks=all waits for fsync (`skiff.ack.durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckDurability {
+    /// Acknowledge once fsynced on every ISR member.
+    Fsync,
+    /// Acknowledge once in every ISR member's memory (Kafka's behaviour).
+    Memory,
+}
+
+/// Validated broker settings: explicit values over defaults.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerConfig {
+    values: BTreeMap<&'static str, String>,
+}
+
+impl BrokerConfig {
+    /// Applies `key=value` pairs (config file first, then `--set`), validating each.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        for (k, v) in pairs {
+            config.set(k, v)?;
+        }
+        Ok(config)
+    }
+
+    /// Sets one key.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let def =
+            find(BROKER_CONFIGS, key).ok_or_else(|| ConfigError::UnknownKey(key.to_owned()))?;
+        self.values.insert(def.name, def.validate(value)?);
+        Ok(())
+    }
+
+    /// The value of a key (explicit or default), as text.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .get(key)
+            .map(String::as_str)
+            .or_else(|| find(BROKER_CONFIGS, key).and_then(|d| d.default))
+    }
+
+    /// Whether the key was set explicitly.
+    pub fn is_set(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+
+    /// An integer key (definitions guarantee it parses).
+    pub fn long(&self, key: &str) -> i64 {
+        self.get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default()
+    }
+
+    /// A boolean key.
+    pub fn flag(&self, key: &str) -> bool {
+        self.get(key) == Some("true")
+    }
+
+    /// `skiff.ack.durability`.
+    pub fn ack_durability(&self) -> AckDurability {
+        match self.get("skiff.ack.durability") {
+            Some("memory") => AckDurability::Memory,
+            _ => AckDurability::Fsync,
+        }
+    }
+
+    /// Every key with its value and whether it was set explicitly.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static ConfigDef, Option<&str>, bool)> {
+        BROKER_CONFIGS
+            .iter()
+            .map(|d| (d, self.get(d.name), self.is_set(d.name)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_overrides_and_errors() {
+        let c = BrokerConfig::from_pairs([
+            ("num.partitions", "3"),
+            ("auto.create.topics.enable", "FALSE"),
+        ])
+        .expect("valid");
+        assert_eq!(c.long("num.partitions"), 3);
+        assert!(!c.flag("auto.create.topics.enable"));
+        assert_eq!(c.long("message.max.bytes"), 1_048_588);
+        assert_eq!(c.ack_durability(), AckDurability::Fsync);
+        assert_eq!(
+            BrokerConfig::from_pairs([("num.partitons", "3")]).unwrap_err(),
+            ConfigError::UnknownKey("num.partitons".into())
+        );
+        let err = BrokerConfig::from_pairs([("num.partitions", "0")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid value `0` for `num.partitions`: must be at least 1"
+        );
+        assert!(BrokerConfig::from_pairs([("skiff.ack.durability", "disk")]).is_err());
+    }
+
+    #[test]
+    fn properties_file_syntax() {
+        let pairs =
+            super::super::parse_properties("# comment\nnum.partitions = 4\n\nbroker.rack:r1\n")
+                .expect("parse");
+        assert_eq!(
+            pairs,
+            vec![
+                ("num.partitions".into(), "4".into()),
+                ("broker.rack".into(), "r1".into())
+            ]
+        );
+        assert!(super::super::parse_properties("just words").is_err());
+    }
+}

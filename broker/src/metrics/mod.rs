@@ -1,0 +1,109 @@
+//! Prometheus metrics of the broker, served at `/metrics` on the admin listener.
+//!
+//! Owns: the registry and the metric handles. Must not: compute anything on
+//! the request path beyond incrementing counters.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// The broker's metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests handled, by API and outcome.
+    pub requests: IntCounterVec,
+    /// Request handling time in seconds, by API.
+    pub request_seconds: HistogramVec,
+    /// Record bytes appended, by topic.
+    pub bytes_in: IntCounterVec,
+    /// Record bytes returned to consumers and followers, by topic.
+    pub bytes_out: IntCounterVec,
+    /// Open client connections.
+    pub connections: IntGauge,
+    /// Partitions hosted, led and under-replicated.
+    pub partitions: IntGaugeVec,
+    /// Bytes on disk across partition logs.
+    pub log_bytes: IntGauge,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new(node_id: i32) -> Self {
+        let registry = Registry::new_custom(
+            Some("skiff".into()),
+            Some(
+                [("node_id".to_owned(), node_id.to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
+        )
+        .unwrap_or_default();
+        let requests = IntCounterVec::new(
+            Opts::new("requests_total", "Requests handled by API and outcome"),
+            &["api", "outcome"],
+        )
+        .expect("valid metric");
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new("request_duration_seconds", "Request handling time by API").buckets(
+                vec![
+                    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    5.0,
+                ],
+            ),
+            &["api"],
+        )
+        .expect("valid metric");
+        let bytes_in = IntCounterVec::new(
+            Opts::new("bytes_in_total", "Record bytes appended by topic"),
+            &["topic"],
+        )
+        .expect("valid metric");
+        let bytes_out = IntCounterVec::new(
+            Opts::new("bytes_out_total", "Record bytes served by topic"),
+            &["topic"],
+        )
+        .expect("valid metric");
+        let connections =
+            IntGauge::new("connections", "Open Kafka connections").expect("valid metric");
+        let partitions = IntGaugeVec::new(
+            Opts::new(
+                "partitions",
+                "Partitions by state (hosted, leader, under_replicated, offline)",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        let log_bytes = IntGauge::new("log_size_bytes", "Bytes of record batches on disk")
+            .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_seconds.clone()),
+            Box::new(bytes_in.clone()),
+            Box::new(bytes_out.clone()),
+            Box::new(connections.clone()),
+            Box::new(partitions.clone()),
+            Box::new(log_bytes.clone()),
+        ] {
+            let _ = registry.register(c);
+        }
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            bytes_in,
+            bytes_out,
+            connections,
+            partitions,
+            log_bytes,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

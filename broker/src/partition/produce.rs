@@ -1,0 +1,221 @@
+//! The Produce API: validate, deduplicate and append each partition's batches
+//! in request order, then answer by `acks`: 0 never, 1 once appended, -1 once
+//! acks=all holds (`skiff.ack.durability`: fsynced, or in memory).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::FutureExt;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use tracing::debug;
+
+use super::Partition;
+use crate::broker::Broker;
+use crate::protocol::dispatch::{Reply, text};
+
+/// One partition's outcome before acks=all waiting.
+struct Outcome {
+    index: i32,
+    result: Result<(i64, i64, i64), (i16, String)>,
+    partition: Option<Arc<Partition>>,
+}
+
+fn append_one(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    records: Option<&bytes::Bytes>,
+    acks: i16,
+) -> Outcome {
+    let image = broker.image();
+    let fail = |code: i16, message: String| Outcome {
+        index,
+        result: Err((code, message)),
+        partition: None,
+    };
+    let Some(t) = image.topics.get(topic) else {
+        return fail(3, format!("unknown topic '{topic}'"));
+    };
+    let Some(meta) = t.partitions.get(&index) else {
+        return fail(3, format!("unknown partition {topic}-{index}"));
+    };
+    if meta.leader != broker.node_id {
+        return fail(
+            6,
+            format!(
+                "broker {} is not the leader of {topic}-{index}",
+                broker.node_id
+            ),
+        );
+    }
+    let Some(partition) = broker.replicas.get(topic, index) else {
+        return fail(
+            6,
+            format!("{topic}-{index} is not open on broker {}", broker.node_id),
+        );
+    };
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return fail(87, "no records".into());
+    };
+    if acks == -1 {
+        let min = partition.settings().min_insync_replicas;
+        if (meta.isr.len() as i32) < min {
+            return fail(
+                19,
+                format!(
+                    "{} in-sync replicas, min.insync.replicas is {min}",
+                    meta.isr.len()
+                ),
+            );
+        }
+    }
+    // The log stamps offsets into the batch, so it needs its own mutable copy.
+    let mut batch = BytesMut::from(&records[..]);
+    match partition.append(&mut batch) {
+        Ok(a) => {
+            broker
+                .metrics
+                .bytes_in
+                .with_label_values(&[topic])
+                .inc_by(batch.len() as u64);
+            Outcome {
+                index,
+                result: Ok((a.base_offset, a.last_offset, a.log_start_offset)),
+                partition: Some(partition),
+            }
+        }
+        Err(e) => {
+            debug!(topic, partition = index, error = %e, "produce refused");
+            Outcome {
+                index,
+                result: Err((e.code(), e.to_string())),
+                partition: None,
+            }
+        }
+    }
+}
+
+/// A partition's answer: `(base offset, log start offset)` or `(error code, message)`.
+type PartitionResult = (i32, Result<(i64, i64), (i16, String)>);
+
+fn response(
+    topics: Vec<(kafka_protocol::messages::TopicName, Vec<PartitionResult>)>,
+    version: i16,
+) -> ProduceResponse {
+    let responses = topics
+        .into_iter()
+        .map(|(name, parts)| {
+            let partition_responses = parts
+                .into_iter()
+                .map(|(index, r)| {
+                    let base = PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_log_append_time_ms(-1);
+                    match r {
+                        Ok((base_offset, log_start)) => base
+                            .with_base_offset(base_offset)
+                            .with_log_start_offset(log_start),
+                        Err((code, message)) => {
+                            let mut p = base
+                                .with_error_code(code)
+                                .with_base_offset(-1)
+                                .with_log_start_offset(-1);
+                            if version >= 8 {
+                                p = p.with_error_message(Some(text(message)));
+                            }
+                            p
+                        }
+                    }
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(partition_responses)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}
+
+/// Handles Produce. Appends happen now, in request order; acks=all waits later.
+pub fn produce(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply {
+    let acks = req.acks;
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    for t in &req.topic_data {
+        let name = t.name.0.as_str();
+        let outcomes: Vec<Outcome> = t
+            .partition_data
+            .iter()
+            .map(|p| {
+                if !(-1..=1).contains(&acks) {
+                    return Outcome {
+                        index: p.index,
+                        result: Err((21, format!("acks must be -1, 0 or 1, got {acks}"))),
+                        partition: None,
+                    };
+                }
+                if req.transactional_id.is_some() {
+                    return Outcome {
+                        index: p.index,
+                        result: Err((87, "transactions are not supported by this broker".into())),
+                        partition: None,
+                    };
+                }
+                append_one(broker, name, p.index, p.records.as_ref(), acks)
+            })
+            .collect();
+        topics.push((t.name.clone(), outcomes));
+    }
+    match acks {
+        0 => Reply::None,
+        -1 => {
+            let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+            Reply::Later(
+                async move {
+                    let mut done = Vec::with_capacity(topics.len());
+                    for (name, outcomes) in topics {
+                        let waits = outcomes.into_iter().map(|o| async move {
+                            let result = match (o.result, o.partition) {
+                                (Ok((base, last, start)), Some(p)) => {
+                                    match tokio::time::timeout(timeout, p.wait_acks_all(last + 1))
+                                        .await
+                                    {
+                                        Ok(Ok(())) => Ok((base, start)),
+                                        Ok(Err(e)) => Err((56, e.to_string())),
+                                        Err(_) => Err((
+                                            7,
+                                            "acks=all not satisfied within the request timeout"
+                                                .into(),
+                                        )),
+                                    }
+                                }
+                                (Ok((base, _, start)), None) => Ok((base, start)),
+                                (Err(e), _) => Err(e),
+                            };
+                            (o.index, result)
+                        });
+                        done.push((name, futures::future::join_all(waits).await));
+                    }
+                    ResponseKind::Produce(response(done, version))
+                }
+                .boxed(),
+            )
+        }
+        _ => {
+            let done = topics
+                .into_iter()
+                .map(|(name, outcomes)| {
+                    (
+                        name,
+                        outcomes
+                            .into_iter()
+                            .map(|o| (o.index, o.result.map(|(b, _, s)| (b, s))))
+                            .collect(),
+                    )
+                })
+                .collect();
+            Reply::now(ResponseKind::Produce(response(done, version)))
+        }
+    }
+}
