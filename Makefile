@@ -1,0 +1,46 @@
+# Skiff: the two commands of the README, and the steps they are made of.
+#   make run    a local broker you can produce to and consume from
+#   make test   everything CI runs (installs what it needs first)
+
+SHELL := /bin/bash
+CACHE ?= $(HOME)/.cache/skiff
+CARGO ?= cargo
+BROKER_PORT ?= 9092
+ADMIN_PORT ?= 9644
+
+.PHONY: test lint deps kcat run bench-storage
+
+## test: lint, then every test: unit, property, protocol conformance, real clients,
+## crash recovery, and the e2e harness on a real Kubernetes control plane
+test: deps lint
+	SKIFF_E2E_REQUIRE=1 $(CARGO) test --workspace --locked
+
+## lint: formatting and clippy with warnings as errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## deps: the real Kafka clients the tests drive (kcat, confluent-kafka, kafka-python, Java
+## client) and the Kubernetes control plane built from source (cached in $(CACHE))
+deps:
+	broker/tests/clients/install.sh
+	e2e/controlplane/build.sh
+
+## kcat: the command-line client the README uses (Debian package)
+kcat:
+	@command -v kcat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat; }
+
+## run: one local broker on 127.0.0.1:$(BROKER_PORT), data in ./skiff-data
+run: kcat
+	$(CARGO) build --release --locked -p skiff-broker
+	@echo
+	@echo "Skiff is starting on 127.0.0.1:$(BROKER_PORT) (admin: http://127.0.0.1:$(ADMIN_PORT)/metrics). In another terminal:"
+	@echo "  echo hello | kcat -b 127.0.0.1:$(BROKER_PORT) -P -t demo      # produce"
+	@echo "  kcat -b 127.0.0.1:$(BROKER_PORT) -C -t demo -e                # consume"
+	@echo "Stop with Ctrl-C (clean shutdown)."
+	@echo
+	exec target/release/skiff-broker --data-dir ./skiff-data --listen 127.0.0.1:$(BROKER_PORT) --admin-listen 127.0.0.1:$(ADMIN_PORT)
+
+## bench-storage: storage-engine figures next to dd, written to BENCHMARKS.md
+bench-storage:
+	python3 broker/benches/storage_report.py
