@@ -1,0 +1,149 @@
+//! Storage-engine throughput: append (1 KiB records in 16 KiB batches) with one
+//! fsync at the end, with an fsync per batch, and with group commit under
+//! concurrent waiters; and sequential reads. `broker/benches/storage_report.py`
+//! runs this next to `dd` and writes the figures to BENCHMARKS.md.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use skiff_broker::log::batch::testing::batch;
+use skiff_broker::log::flush::GroupCommit;
+use skiff_broker::log::{Log, LogConfig, StdFs};
+
+const RECORD: usize = 1024;
+const RECORDS_PER_BATCH: usize = 16;
+
+fn bench_dir() -> tempfile::TempDir {
+    // Next to the build output rather than in /tmp, which may be tmpfs.
+    let base =
+        std::env::var("SKIFF_BENCH_DIR").unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").to_owned());
+    std::fs::create_dir_all(&base).expect("bench dir");
+    tempfile::tempdir_in(base).expect("tempdir")
+}
+
+fn fresh_log(dir: &std::path::Path) -> Log {
+    Log::open(Arc::new(StdFs), dir, LogConfig::default(), 0)
+        .expect("open")
+        .0
+}
+
+/// Appends `bytes` worth of batches; `fsync_every` batches (0: only at the end).
+fn append(total: usize, fsync_every: usize) -> Duration {
+    let dir = bench_dir();
+    let mut log = fresh_log(dir.path());
+    let template = batch(RECORDS_PER_BATCH, RECORD, 0);
+    let mut buf = template.clone();
+    let batches = total / template.len();
+    let start = Instant::now();
+    for i in 0..batches {
+        buf.copy_from_slice(&template);
+        log.append_as_leader(&mut buf, 0, 0).expect("append");
+        if fsync_every > 0 && (i + 1) % fsync_every == 0 {
+            log.flush().expect("flush");
+        }
+    }
+    log.flush().expect("flush");
+    start.elapsed()
+}
+
+/// `producers` tasks append and each waits until its batch is durable, as
+/// acks=all requests do; the group-commit task decides when to fsync.
+fn group_commit(total: usize, producers: usize) -> Duration {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = bench_dir();
+    let log = Arc::new(Mutex::new(fresh_log(dir.path())));
+    let template = batch(RECORDS_PER_BATCH, RECORD, 0);
+    let per_producer = total / template.len() / producers;
+    rt.block_on(async {
+        let gc = GroupCommit::spawn(log.clone(), 0, None);
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..producers)
+            .map(|_| {
+                let (log, gc, template) = (log.clone(), gc.clone(), template.clone());
+                tokio::spawn(async move {
+                    let mut buf = template.clone();
+                    for _ in 0..per_producer {
+                        buf.copy_from_slice(&template);
+                        let end = log
+                            .lock()
+                            .expect("lock")
+                            .append_as_leader(&mut buf, 0, 0)
+                            .expect("append")
+                            .last_offset
+                            + 1;
+                        gc.wait_durable(end).await.expect("durable");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("producer");
+        }
+        let elapsed = start.elapsed();
+        gc.stop();
+        elapsed
+    })
+}
+
+fn storage(c: &mut Criterion) {
+    let mut g = c.benchmark_group("append");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    const BIG: usize = 256 << 20;
+    g.throughput(Throughput::Bytes(BIG as u64));
+    g.bench_function("fsync_at_end", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| append(BIG, 0)).sum())
+    });
+    const GROUP: usize = 64 << 20;
+    g.throughput(Throughput::Bytes(GROUP as u64));
+    g.bench_function("group_commit_16_producers", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| group_commit(GROUP, 16)).sum())
+    });
+    const SMALL: usize = 16 << 20;
+    g.throughput(Throughput::Bytes(SMALL as u64));
+    g.bench_function("fsync_per_batch", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| append(SMALL, 1)).sum())
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("read");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    let dir = bench_dir();
+    let mut log = fresh_log(dir.path());
+    let template = batch(RECORDS_PER_BATCH, RECORD, 0);
+    let mut buf = template.clone();
+    while log.size_bytes() < BIG as u64 {
+        buf.copy_from_slice(&template);
+        log.append_as_leader(&mut buf, 0, 0).expect("append");
+    }
+    log.flush().expect("flush");
+    g.throughput(Throughput::Bytes(log.size_bytes()));
+    let mut out = Vec::with_capacity(1 << 20);
+    g.bench_function("sequential_1MiB_fetches", |b| {
+        b.iter(|| {
+            let mut offset = 0;
+            while let Some(slice) = log.read(offset, 1 << 20, i64::MAX, true).expect("read") {
+                out.clear();
+                slice.read_into(&mut out).expect("bytes");
+                // Continue after the last whole batch in the slice.
+                let mut pos = 0;
+                while let Ok(h) = skiff_broker::log::BatchHeader::parse(&out[pos..]) {
+                    let size = h.size().expect("size");
+                    if pos + size > out.len() {
+                        break;
+                    }
+                    offset = h.last_offset() + 1;
+                    pos += size;
+                }
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, storage);
+criterion_main!(benches);
