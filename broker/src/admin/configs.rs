@@ -236,6 +236,21 @@ async fn alter_topic(
     }
 }
 
+/// Applies `change` to one resource: topic configs change, broker configs are read-only.
+async fn alter_resource(
+    broker: &Arc<Broker>,
+    resource_type: i8,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&mut TopicConfig) -> Result<(), ConfigError>,
+) -> Result<(), Refusal> {
+    match resource_type {
+        TOPIC => alter_topic(broker, name, validate_only, change).await,
+        BROKER => Err(broker_read_only(broker)),
+        other => Err((42, format!("resource type {other} is not supported"))),
+    }
+}
+
 /// Handles AlterConfigs: replaces a topic's whole set of overrides.
 pub async fn alter_configs(
     broker: &Arc<Broker>,
@@ -244,33 +259,27 @@ pub async fn alter_configs(
 ) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
-        let outcome = match res.resource_type {
-            TOPIC => {
-                let pairs: Vec<(String, String)> = res
-                    .configs
-                    .iter()
-                    .filter_map(|c| {
-                        c.value
-                            .as_ref()
-                            .map(|v| (c.name.as_str().to_owned(), v.as_str().to_owned()))
-                    })
-                    .collect();
-                alter_topic(
-                    broker,
-                    res.resource_name.as_str(),
-                    req.validate_only,
-                    |config| {
-                        *config = TopicConfig::from_pairs(
-                            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                        )?;
-                        Ok(())
-                    },
-                )
-                .await
-            }
-            BROKER => Err(broker_read_only(broker)),
-            other => Err((42, format!("resource type {other} is not supported"))),
-        };
+        let pairs: Vec<(String, String)> = res
+            .configs
+            .iter()
+            .filter_map(|c| {
+                c.value
+                    .as_ref()
+                    .map(|v| (c.name.as_str().to_owned(), v.as_str().to_owned()))
+            })
+            .collect();
+        let outcome = alter_resource(
+            broker,
+            res.resource_type,
+            res.resource_name.as_str(),
+            req.validate_only,
+            |config| {
+                *config =
+                    TopicConfig::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+                Ok(())
+            },
+        )
+        .await;
         let mut r = AlterConfigsResourceResponse::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name);
@@ -293,47 +302,42 @@ pub async fn incremental_alter_configs(
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
-        let outcome = match res.resource_type {
-            TOPIC => {
-                let ops: Vec<(i8, String, Option<String>)> = res
-                    .configs
-                    .iter()
-                    .map(|c| {
-                        (
-                            c.config_operation,
-                            c.name.as_str().to_owned(),
-                            c.value.as_ref().map(|v| v.as_str().to_owned()),
-                        )
-                    })
-                    .collect();
-                alter_topic(
-                    broker,
-                    res.resource_name.as_str(),
-                    req.validate_only,
-                    |config| {
-                        for (op, key, value) in &ops {
-                            match (op, value) {
-                                (0, Some(v)) => config.set(key, v)?,
-                                (1, _) => config.remove(key)?,
-                                (2, Some(v)) if key == "cleanup.policy" => config.set(key, v)?,
-                                (3, _) if key == "cleanup.policy" => config.remove(key)?,
-                                _ => {
-                                    return Err(ConfigError::InvalidValue {
-                                        key: key.clone(),
-                                        value: value.clone().unwrap_or_default(),
-                                        reason: format!("operation {op} is not valid for this key"),
-                                    });
-                                }
-                            }
-                        }
-                        Ok(())
-                    },
+        let ops: Vec<(i8, String, Option<String>)> = res
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.config_operation,
+                    c.name.as_str().to_owned(),
+                    c.value.as_ref().map(|v| v.as_str().to_owned()),
                 )
-                .await
-            }
-            BROKER => Err(broker_read_only(broker)),
-            other => Err((42, format!("resource type {other} is not supported"))),
-        };
+            })
+            .collect();
+        let outcome = alter_resource(
+            broker,
+            res.resource_type,
+            res.resource_name.as_str(),
+            req.validate_only,
+            |config| {
+                for (op, key, value) in &ops {
+                    match (op, value) {
+                        (0, Some(v)) => config.set(key, v)?,
+                        (1, _) => config.remove(key)?,
+                        (2, Some(v)) if key == "cleanup.policy" => config.set(key, v)?,
+                        (3, _) if key == "cleanup.policy" => config.remove(key)?,
+                        _ => {
+                            return Err(ConfigError::InvalidValue {
+                                key: key.clone(),
+                                value: value.clone().unwrap_or_default(),
+                                reason: format!("operation {op} is not valid for this key"),
+                            });
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await;
         let mut r = IncrementalResult::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name);

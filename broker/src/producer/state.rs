@@ -85,9 +85,10 @@ impl ProducerState {
             return Ok(BatchCheck::Append);
         }
         let pid = h.producer_id;
-        let Some(entry) = self.producers.get(&pid) else {
-            // Unknown producer: only a fresh sequence may start it.
-            return if h.base_sequence == 0 {
+        // A producer we know nothing of, or one with a bumped epoch, starts its
+        // sequence afresh at 0.
+        let fresh = || {
+            if h.base_sequence == 0 {
                 Ok(BatchCheck::Append)
             } else {
                 Err(ProducerError::OutOfOrder {
@@ -95,7 +96,10 @@ impl ProducerState {
                     got: h.base_sequence,
                     expected: 0,
                 })
-            };
+            }
+        };
+        let Some(entry) = self.producers.get(&pid) else {
+            return fresh();
         };
         if h.producer_epoch < entry.epoch {
             return Err(ProducerError::InvalidEpoch {
@@ -105,16 +109,7 @@ impl ProducerState {
             });
         }
         if h.producer_epoch > entry.epoch {
-            // A bumped epoch restarts sequences at 0.
-            return if h.base_sequence == 0 {
-                Ok(BatchCheck::Append)
-            } else {
-                Err(ProducerError::OutOfOrder {
-                    pid,
-                    got: h.base_sequence,
-                    expected: 0,
-                })
-            };
+            return fresh();
         }
         let last_seq = h.last_sequence();
         if let Some(dup) = entry
