@@ -13,3 +13,4 @@ pub mod metrics;
 pub mod partition;
 pub mod producer;
 pub mod protocol;
+pub mod replication;
