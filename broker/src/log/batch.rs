@@ -129,7 +129,9 @@ impl BatchHeader {
 
     /// Offset of the last record in the batch.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        // Saturating: headers read back from disk or a peer may hold anything.
+        self.base_offset
+            .saturating_add(self.last_offset_delta as i64)
     }
 
     /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).

@@ -469,7 +469,7 @@ impl Log {
                 });
             }
             changed |= self.epochs.assign(h.partition_leader_epoch, h.base_offset);
-            expected = h.last_offset() + 1;
+            expected = h.last_offset().saturating_add(1);
             last = h.last_offset();
             pos += h.size().map_err(|reason| AppendError::InvalidBatch {
                 position: pos,

@@ -194,7 +194,7 @@ impl Segment {
             if pos + size > seg.cursor.size {
                 return Ok(None);
             }
-            seg.cursor.next_offset = h.last_offset() + 1;
+            seg.cursor.next_offset = h.last_offset().saturating_add(1);
             if h.max_timestamp > seg.cursor.max_timestamp {
                 seg.cursor.max_timestamp = h.max_timestamp;
                 seg.cursor.offset_of_max_timestamp = h.last_offset();
@@ -297,7 +297,7 @@ impl Segment {
                 };
                 seg.index_batch(fs, pos + at as u64, &header)?;
                 seg.cursor.size = pos + (at + size) as u64;
-                seg.cursor.next_offset = header.last_offset() + 1;
+                seg.cursor.next_offset = header.last_offset().saturating_add(1);
                 expected = seg.cursor.next_offset;
                 epochs.assign(header.partition_leader_epoch, header.base_offset);
                 if seg.rolling_base_ms.is_none() {
@@ -386,12 +386,12 @@ impl Segment {
         }
         self.cursor.size + len > segment_bytes
             || self.cursor.size + len > u32::MAX as u64
-            || last_offset - self.base_offset > u32::MAX as i64
+            || last_offset.saturating_sub(self.base_offset) > u32::MAX as i64
             || self.offsets.is_full()
             || self.times.is_full()
             || self
                 .rolling_base_ms
-                .is_some_and(|base| now_ms - base >= segment_ms)
+                .is_some_and(|base| now_ms.saturating_sub(base) >= segment_ms)
     }
 
     fn preallocate(&self) -> io::Result<()> {
@@ -466,7 +466,7 @@ impl Segment {
             while pos < batches.len() {
                 let h = BatchHeader::parse(&batches[pos..]).map_err(io::Error::other)?;
                 self.index_batch(fs, saved.size + pos as u64, &h)?;
-                self.cursor.next_offset = h.last_offset() + 1;
+                self.cursor.next_offset = h.last_offset().saturating_add(1);
                 pos += h.size().map_err(io::Error::other)?;
             }
             Ok(())
@@ -513,7 +513,9 @@ impl Segment {
 
     /// The first batch whose last offset is ≥ `offset`, with its position.
     pub fn find(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, ReadError> {
-        let relative = (offset - self.base_offset).clamp(0, u32::MAX as i64);
+        let relative = offset
+            .saturating_sub(self.base_offset)
+            .clamp(0, u32::MAX as i64);
         let mut pos = self
             .offsets
             .floor(relative)

@@ -132,7 +132,7 @@ impl OffsetStore for PartitionOffsetStore {
                         out.push((k, r.value));
                     }
                 }
-                offset = h.last_offset() + 1;
+                offset = h.last_offset().saturating_add(1);
                 progressed = true;
             }
             if !progressed {
