@@ -44,3 +44,29 @@ run: kcat
 ## bench-storage: storage-engine figures next to dd, written to BENCHMARKS.md
 bench-storage:
 	python3 broker/benches/storage_report.py
+
+.PHONY: bench bench-quick
+
+## bench: Skiff and Apache Kafka side by side on this machine (median of 3 runs, min–max),
+## with the machine's physical limits; tables and plots go to BENCHMARKS.md and e2e/bench/plots
+bench:
+	$(CARGO) build --release --locked -p skiff-broker
+	"$$(e2e/bench/install.sh)" e2e/bench/bench.py --runs 3
+
+## bench-quick: the same with small loads and one run per scenario (< 10 minutes; noisy)
+bench-quick:
+	$(CARGO) build --release --locked -p skiff-broker
+	"$$(e2e/bench/install.sh)" e2e/bench/bench.py --quick
+
+.PHONY: up down
+
+## up: a local Kubernetes control plane (built from source once, cached) running 3 Skiff
+## brokers as a StatefulSet in namespace skiff, left running in the background; prints
+## the kubectl and kcat commands to use it. Leaves a real cluster (KUBECONFIG) alone.
+## Needs root for the brokers' DNS names (kept in /etc/hosts); see e2e/README.md
+up:
+	$(CARGO) run --locked -q -p skiff-e2e -- local-cluster
+
+## down: stop everything `make up` started (state stays in e2e/.state until the next up)
+down:
+	$(CARGO) run --locked -q -p skiff-e2e -- down

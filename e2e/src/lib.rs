@@ -2,5 +2,8 @@
 //! kube-apiserver, kube-controller-manager, kube-scheduler built from source)
 //! and a node agent that runs each scheduled pod as a local process.
 
+pub mod broker_image;
 pub mod controlplane;
+pub mod local_cluster;
+pub mod manifest;
 pub mod node;

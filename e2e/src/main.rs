@@ -5,6 +5,7 @@
 //! export KUBECONFIG=$(skiff-e2e up --detach)
 //! skiff-e2e status
 //! skiff-e2e down
+//! skiff-e2e local-cluster   # what `make up` runs: the example brokers, Ready
 //! ```
 //! Stdout carries only the kubeconfig path (for `up`) or the status table;
 //! logs go to stderr.
@@ -14,9 +15,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use skiff_e2e::broker_image::Profile;
 use skiff_e2e::controlplane::{
     self, Binaries, ControlPlane, ControlPlaneConfig, ControlPlaneError,
 };
+use skiff_e2e::local_cluster::{self, KubeconfigEnv, LocalClusterConfig};
 use skiff_e2e::node::{ImageMap, NodeAgent, NodeConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -88,6 +91,24 @@ enum Command {
     },
     /// Show whether each component runs and whether the apiserver is ready.
     Status,
+    /// A local cluster for people (`make up`): build the broker, start the
+    /// control plane and a node agent in the background (or reuse running
+    /// ones), apply the example brokers, wait until they are Ready and print
+    /// how to use them. Refuses to run when KUBECONFIG names another cluster.
+    LocalCluster {
+        /// The manifest to apply.
+        #[arg(long, default_value_os_t = skiff_e2e::broker_image::workspace_root().join("examples/broker-statefulset.yaml"))]
+        manifest: PathBuf,
+        /// The namespace to apply it into.
+        #[arg(long, default_value = "skiff")]
+        namespace: String,
+        /// Seconds to wait for the control plane, and again for Ready pods.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Build the broker without optimizations (faster to build).
+        #[arg(long)]
+        debug: bool,
+    },
 }
 
 #[tokio::main]
@@ -125,6 +146,26 @@ async fn main() -> ExitCode {
         } => node(kubeconfig, root, name, &image_map, apiserver_port).await,
         Command::Down { grace } => down(&state_dir, grace),
         Command::Status => status(&state_dir).await,
+        Command::LocalCluster {
+            manifest,
+            namespace,
+            timeout,
+            debug,
+        } => {
+            let config = LocalClusterConfig {
+                state_dir,
+                manifest,
+                namespace,
+                timeout: Duration::from_secs(timeout),
+                profile: if debug {
+                    Profile::Debug
+                } else {
+                    Profile::Release
+                },
+                exe: std::env::current_exe().unwrap_or_else(|_| "skiff-e2e".into()),
+            };
+            return local_cluster(config).await;
+        }
     };
     match result {
         Ok(code) => code,
@@ -253,6 +294,45 @@ async fn status(state_dir: &std::path::Path) -> Result<ExitCode, ControlPlaneErr
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn local_cluster(config: LocalClusterConfig) -> ExitCode {
+    let harness_kubeconfig = config.state_dir.join("kubeconfig");
+    let kubeconfig_env = std::env::var_os("KUBECONFIG");
+    if let KubeconfigEnv::Other(paths) =
+        local_cluster::classify_kubeconfig(kubeconfig_env.as_deref(), &harness_kubeconfig)
+    {
+        let chart = local_cluster::helm_chart();
+        eprint!(
+            "{}",
+            local_cluster::foreign_cluster_message(&paths, chart.as_deref())
+        );
+        return ExitCode::from(2);
+    }
+    let (Ok(mut sigint), Ok(mut sigterm)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("skiff-e2e: cannot handle SIGINT/SIGTERM");
+        return ExitCode::FAILURE;
+    };
+    // A signal drops `up` mid-way: a control plane not yet detached stops
+    // with its guard; once detached, it keeps running until `down`.
+    let outcome = tokio::select! {
+        outcome = local_cluster::up(&config) => outcome,
+        _ = sigint.recv() => return ExitCode::from(130),
+        _ = sigterm.recv() => return ExitCode::from(143),
+    };
+    match outcome {
+        Ok(summary) => {
+            print!("{}", summary.instructions());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("skiff-e2e: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn node(

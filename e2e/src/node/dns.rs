@@ -369,9 +369,15 @@ mod tests {
 
         let names = PodNames::claim(&hosts, &root).unwrap();
         assert!(names.publish(&[entry(1, "a")]).unwrap());
-        assert!(!names.publish(&[entry(1, "a")]).unwrap(), "no change, no write");
+        assert!(
+            !names.publish(&[entry(1, "a")]).unwrap(),
+            "no change, no write"
+        );
         let text = std::fs::read_to_string(&hosts).unwrap();
-        assert!(text.starts_with(original) && text.contains("127.0.1.1\ta\n"), "{text}");
+        assert!(
+            text.starts_with(original) && text.contains("127.0.1.1\ta\n"),
+            "{text}"
+        );
         assert_eq!(
             std::fs::metadata(&hosts).unwrap().mode() & 0o777,
             0o644,
@@ -454,6 +460,9 @@ mod tests {
         for names in &writers {
             names.withdraw();
         }
-        assert_eq!(std::fs::read_to_string(&hosts).unwrap(), "127.0.0.1 localhost\n");
+        assert_eq!(
+            std::fs::read_to_string(&hosts).unwrap(),
+            "127.0.0.1 localhost\n"
+        );
     }
 }

@@ -36,11 +36,7 @@ pub fn service_fqdn(service: &str, namespace: &str) -> String {
 }
 
 fn headless(service: &Service) -> bool {
-    service
-        .spec
-        .as_ref()
-        .and_then(|s| s.cluster_ip.as_deref())
-        == Some("None")
+    service.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None")
 }
 
 /// A Service without a selector has hand-made endpoints, never our pods.
@@ -183,7 +179,12 @@ mod tests {
     fn names(entries: &[HostEntry]) -> Vec<(String, Vec<&str>)> {
         entries
             .iter()
-            .map(|e| (e.ip.to_string(), e.names.iter().map(String::as_str).collect()))
+            .map(|e| {
+                (
+                    e.ip.to_string(),
+                    e.names.iter().map(String::as_str).collect(),
+                )
+            })
             .collect()
     }
 
@@ -196,11 +197,19 @@ mod tests {
             [
                 (
                     "127.0.1.1".into(),
-                    vec!["b-1.b.ns.svc.cluster.local", "b.ns.svc.cluster.local", "b-1"]
+                    vec![
+                        "b-1.b.ns.svc.cluster.local",
+                        "b.ns.svc.cluster.local",
+                        "b-1"
+                    ]
                 ),
                 (
                     "127.0.1.2".into(),
-                    vec!["b-2.b.ns.svc.cluster.local", "b.ns.svc.cluster.local", "b-2"]
+                    vec![
+                        "b-2.b.ns.svc.cluster.local",
+                        "b.ns.svc.cluster.local",
+                        "b-2"
+                    ]
                 ),
             ]
         );
@@ -209,11 +218,10 @@ mod tests {
     #[test]
     fn service_names_follow_endpoint_membership() {
         let mut terminating = pod(3, true);
-        terminating.metadata.deletion_timestamp = Some(
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        terminating.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-            ),
-        );
+            ));
         let mut finished = pod(4, true);
         finished.status.as_mut().unwrap().phase = Some("Succeeded".into());
         let mut no_ip = pod(5, true);
@@ -257,7 +265,10 @@ mod tests {
     fn a_service_without_selector_selects_nothing() {
         let mut svc = service("b", "ns", "None", true);
         svc.spec.as_mut().unwrap().selector = None;
-        assert_eq!(names(&records(&[pod(1, true)], &[svc])), [("127.0.1.1".into(), vec!["b-1"])]);
+        assert_eq!(
+            names(&records(&[pod(1, true)], &[svc])),
+            [("127.0.1.1".into(), vec!["b-1"])]
+        );
     }
 
     #[test]

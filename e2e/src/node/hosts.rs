@@ -10,7 +10,7 @@
 //! ```text
 //! # BEGIN skiff-e2e /work/main/e2e/.state/node
 //! # owner pid=4242 start=98765; written by the skiff-e2e node agent, removed when it stops or by `skiff-e2e down`
-//! 127.0.1.1	skiff-broker-0.skiff-broker.skiff.svc.cluster.local skiff-broker.skiff.svc.cluster.local skiff-broker-0
+//! 127.1.0.1 skiff-broker-0.skiff-broker.skiff.svc.cluster.local skiff-broker.skiff.svc.cluster.local skiff-broker-0
 //! # END skiff-e2e /work/main/e2e/.state/node
 //! ```
 
@@ -206,7 +206,10 @@ mod tests {
         let long = block("/s/node", &[entry([127, 0, 1, 2], &["y"])]);
         let text = format!("{MACHINE}{long}{short}");
         assert_eq!(with_block(&text, "/s", None), format!("{MACHINE}{long}"));
-        assert_eq!(with_block(&text, "/s/node", None), format!("{MACHINE}{short}"));
+        assert_eq!(
+            with_block(&text, "/s/node", None),
+            format!("{MACHINE}{short}")
+        );
     }
 
     #[test]
@@ -218,7 +221,10 @@ mod tests {
         assert_eq!(with_block(&added, "/a", None), format!("{no_newline}\n"));
 
         let crlf = "127.0.0.1 localhost\r\n".to_owned() + &a.replace('\n', "\r\n") + "::1 x\r\n";
-        assert_eq!(with_block(&crlf, "/a", None), "127.0.0.1 localhost\r\n::1 x\r\n");
+        assert_eq!(
+            with_block(&crlf, "/a", None),
+            "127.0.0.1 localhost\r\n::1 x\r\n"
+        );
     }
 
     #[test]

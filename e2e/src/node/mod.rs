@@ -7,8 +7,8 @@
 //! ([`provisioner`]). It also makes pods reachable by the names cluster DNS
 //! would give them, through its own block of `/etc/hosts` ([`dns`]). What
 //! it does not do (no kubelet API, so no
-//! `kubectl logs/exec/port-forward`; no images, cgroups, namespaces or
-//! Service networking) is listed in `e2e/README.md`.
+//! `kubectl logs/exec/port-forward`; no images, cgroups, namespaces,
+//! Service virtual IPs or DNS server) is listed in `e2e/README.md`.
 
 pub mod dns;
 pub mod dns_records;
@@ -72,6 +72,15 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// No block of pod addresses could be claimed.
+    #[error("claiming a block of pod addresses in {}: {source}", dir.display())]
+    Addresses {
+        /// The lock directory.
+        dir: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How to run the node.
@@ -96,6 +105,9 @@ pub struct NodeConfig {
     /// The hosts file that receives the pods' DNS names (see [`dns`]);
     /// `None` turns them off.
     pub hosts_file: Option<PathBuf>,
+    /// Where address blocks are claimed (see [`ip`]); shared by every
+    /// harness on the machine.
+    pub address_lock_dir: PathBuf,
 }
 
 impl NodeConfig {
@@ -111,6 +123,7 @@ impl NodeConfig {
             max_backoff: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             hosts_file: dns::default_hosts_file(),
+            address_lock_dir: ip::default_lock_dir(),
         }
     }
 }
@@ -124,6 +137,8 @@ pub struct NodeAgent {
     tasks: Vec<JoinHandle<()>>,
     workers: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
     names: Option<Arc<dns::PodNames>>,
+    /// Held for the agent's life; dropped last.
+    _addresses: ip::AddressBlock,
 }
 
 impl NodeAgent {
@@ -149,6 +164,16 @@ impl NodeAgent {
         provisioner::install_storage_class(&client)
             .await
             .map_err(kube_err("installing the default StorageClass"))?;
+        let addresses = ip::AddressBlock::claim(&config.address_lock_dir).map_err(|source| {
+            NodeError::Addresses {
+                dir: config.address_lock_dir.clone(),
+                source,
+            }
+        })?;
+        tracing::info!(
+            block = %format!("127.{}.0.0/16", addresses.octet()),
+            "pod addresses"
+        );
 
         let shared = Arc::new(Shared {
             client,
@@ -161,7 +186,7 @@ impl NodeAgent {
                 max_backoff: config.max_backoff,
                 shutdown_grace: config.shutdown_grace,
             },
-            ips: Mutex::default(),
+            ips: Mutex::new(ip::IpAllocator::new(addresses.octet())),
             processes: Mutex::default(),
         });
         let names = config.hosts_file.as_deref().and_then(|hosts| {
@@ -198,6 +223,7 @@ impl NodeAgent {
             tasks,
             workers,
             names,
+            _addresses: addresses,
         })
     }
 

@@ -412,7 +412,14 @@ mod tests {
                 name: Some("broker-0".into()),
                 namespace: Some("kafka".into()),
                 uid: Some("u-1".into()),
-                labels: Some([("app".to_owned(), "skiff".to_owned())].into()),
+                labels: Some(
+                    [
+                        ("app".to_owned(), "skiff".to_owned()),
+                        // Set by the StatefulSet controller (Kubernetes ≥ 1.28).
+                        ("apps.kubernetes.io/pod-index".to_owned(), "2".to_owned()),
+                    ]
+                    .into(),
+                ),
                 ..ObjectMeta::default()
             },
             spec: Some(PodSpec {
@@ -478,6 +485,7 @@ mod tests {
             ("spec.nodeName", "node-a"),
             ("spec.serviceAccountName", "skiff"),
             ("metadata.labels['app']", "skiff"),
+            ("metadata.labels['apps.kubernetes.io/pod-index']", "2"),
             ("metadata.labels['none']", ""),
         ];
         for (path, expected) in cases {
