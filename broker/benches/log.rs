@@ -2,6 +2,7 @@
 //! fsync at the end, with an fsync per batch, and with group commit under
 //! concurrent waiters; and sequential reads. `broker/benches/storage_report.py`
 //! runs this next to `dd` and writes the figures to BENCHMARKS.md.
+//! `SKIFF_BENCH_PREALLOCATE=0` benchmarks segments without preallocation.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,9 +24,18 @@ fn bench_dir() -> tempfile::TempDir {
 }
 
 fn fresh_log(dir: &std::path::Path) -> Log {
-    Log::open(Arc::new(StdFs), dir, LogConfig::default(), 0)
-        .expect("open")
-        .0
+    let prealloc = std::env::var("SKIFF_BENCH_PREALLOCATE").map_or(true, |v| v != "0");
+    Log::open(
+        Arc::new(StdFs),
+        dir,
+        LogConfig {
+            preallocate: prealloc,
+            ..LogConfig::default()
+        },
+        0,
+    )
+    .expect("open")
+    .0
 }
 
 /// Appends `bytes` worth of batches; `fsync_every` batches (0: only at the end).
