@@ -92,10 +92,13 @@ def versions() -> dict[str, str]:
         rdk = "confluent-kafka not importable here"
     java = sh(["java", "-version"]).splitlines()
     return {
-        "kafka": f"Apache Kafka {os.environ.get('KAFKA_VERSION', '3.9.2')} (KRaft, one combined broker+controller node)",
+        "kafka": f"Apache Kafka {os.environ.get('KAFKA_VERSION', '3.9.2')}: KRaft, one combined broker+controller "
+                 "node, Kafka's defaults apart from what a single node needs (RF 1 for its internal topics; "
+                 "`e2e/tools/kafka.sh start-single`)",
         "java": java[0] if java else "unknown",
         "skiff": f"commit {commit}" + (" with uncommitted changes" if dirty else "")
-                 + f", {sh([str(brokers.SKIFF_BIN), '--version'])} (release build)",
+                 + f", {sh([str(brokers.SKIFF_BIN), '--version'])} (release build), defaults "
+                 "(skiff.ack.durability=fsync) unless a column says otherwise",
         "clients": f"Kafka tools 3.9.2 (Java), {rdk}, Python {platform.python_version()}",
     }
 
@@ -128,7 +131,13 @@ class Bench:
     def start(self, target: brokers.Target, name: str) -> brokers.Running:
         self.starts += 1
         log(f"{name}: starting {target.label}")
-        running = brokers.start(target, self.workdir / name, self.idle_settle_s)
+        try:
+            running = brokers.start(target, self.workdir / name, self.idle_settle_s)
+        except brokers.BrokerError as e:
+            # Ports are shared with everything else on the machine: one more try on others.
+            log(f"{name}: {e}; retrying once")
+            self.incidents.append(f"{name}: start failed, retried: {e}")
+            running = brokers.start(target, self.workdir / name, self.idle_settle_s)
         log(f"{name}: {target.label} serving on {running.bootstrap} after {running.start_to_serving_ms:.0f} ms, "
             f"idle RSS {running.idle_rss_kib / 1024:.1f} MiB")
         scenarios.record_start(self.ctx, running)
@@ -157,14 +166,6 @@ class Bench:
     def run_scenario(self, sc: scenarios.Scenario) -> Table:
         table = sc.table(self.ctx)
         table.runs = self.args.runs
-        if sc.prepare is not None:
-            try:
-                sc.prepare(self.ctx, table, lambda t, name: self.start(t, name))
-            except Exception as e:
-                table.failed = f"preparation failed: {type(e).__name__}: {e}"
-                log(f"scenario {sc.key}: {table.failed}")
-                brokers.stop_all()
-                return table
         for run in range(self.args.runs):
             k = run % len(table.targets)  # rotate who goes first, against drift
             for target in table.targets[k:] + table.targets[:k]:
@@ -193,7 +194,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--scenarios", default=",".join(s.key for s in scenarios.SCENARIOS),
                     help="comma-separated scenario numbers (footprint, 6, is always collected)")
     ap.add_argument("--rate", type=float, default=None,
-                    help="scenario 2 offered load in msgs/s (default: 50 %% of Kafka's max from a calibration run)")
+                    help="scenario 2 offered load in msgs/s (default: 50 %% of Kafka's max in the first run)")
     ap.add_argument("--partitions", type=int, default=1, help="partitions per topic (default 1)")
     ap.add_argument("--kafka-flush-variant", action=argparse.BooleanOptionalAction, default=None,
                     help="also run Kafka with log.flush.interval.messages=1 in scenario 2 (default: on, off with --quick)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -113,10 +114,35 @@ def serving(port: int, brokers_expected: int = 1) -> bool:
         return False
 
 
+def listens(pid: int, port: int) -> bool:
+    """True when PID itself holds the socket listening on 127.0.0.1:PORT.
+
+    A probe answered on the port is not enough: on a shared machine another broker can
+    take a port between our check that it is free and our broker's bind."""
+    suffix = f":{port:04X}"
+    inodes = set()
+    try:
+        # The JVM binds 127.0.0.1 through an IPv6 socket (::ffff:127.0.0.1): look at both.
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                f = line.split()
+                if f[1].endswith(suffix) and f[3] == "0A":  # LISTEN
+                    inodes.add(f"socket:[{f[9]}]")
+        fds = Path(f"/proc/{pid}/fd")
+        return any(os.readlink(fd) in inodes for fd in fds.iterdir())
+    except OSError:
+        return False
+
+
 def free_port_block(n: int) -> int:
-    """A base port such that base..base+n-1 are free on 127.0.0.1 right now."""
+    """A base port such that base..base+n-1 are free on 127.0.0.1 right now, below the
+    kernel's ephemeral range (where outgoing connections would take ports at random)."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
     for _ in range(200):
-        base = random.randrange(20000, 60000 - n)
+        base = random.randrange(10000, max(10001, ephemeral_low - n))
         socks = []
         try:
             for p in range(base, base + n):
@@ -160,10 +186,17 @@ class Running:
         """Peak RSS since start (VmHWM), summed over nodes."""
         return sum(proc_status_kib(p, "VmHWM") for p in self.pids)
 
-    def check_alive(self) -> None:
+    def gone(self) -> str | None:
+        """Why the broker is not running any more, or None while it is."""
         dead = [p for p in self.pids if not alive(p)]
-        if dead:
-            raise BrokerError(f"{self.target.label}: process {dead} exited during the load")
+        if not dead:
+            return None
+        log = self.workdir / ("skiff.log" if self.target.kind == "skiff" else "logs/server.log")
+        return f"{self.target.label}: process {dead} exited during the load; its log ends: {_tail(log)}"
+
+    def check_alive(self) -> None:
+        if (why := self.gone()) is not None:
+            raise BrokerError(why)
 
     def stop(self) -> None:
         if self._stop is None:
@@ -234,7 +267,7 @@ def _start_skiff(target: Target, workdir: Path) -> Running:
     running = Running(target, f"127.0.0.1:{base}", [proc.pid], workdir, 0.0, _stop=stop)
     _RUNNING.add(running)
     deadline = t0 + SERVE_TIMEOUT_S
-    while not serving(base):
+    while not (serving(base) and listens(proc.pid, base)):
         if proc.poll() is not None:
             running.stop()
             raise BrokerError(f"skiff-broker exited with {proc.returncode} before serving: {_tail(workdir / 'skiff.log')}")
@@ -274,7 +307,7 @@ def _start_kafka(target: Target, workdir: Path) -> Running:
                 time.sleep(POLL_S)
             running.pids.append(int((d / "kafka.pid").read_text()))
         started = min(start_boottime_s(p) for p in running.pids)
-        while not all(serving(p, n) for p in ports):
+        while not all(serving(p, n) and listens(pid, p) for p, pid in zip(ports, running.pids)):
             for pid, d in zip(running.pids, node_dirs):
                 if not alive(pid):
                     raise BrokerError(f"Kafka exited before serving: {_tail(d / 'logs' / 'server.log')}")
@@ -346,9 +379,12 @@ def _terminate(pid: int, gone) -> None:
             time.sleep(0.05)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _tail(path: Path, lines: int = 3) -> str:
     try:
-        text = path.read_text(errors="replace").strip().splitlines()
+        text = _ANSI.sub("", path.read_text(errors="replace")).strip().splitlines()
     except OSError:
         return f"({path} unreadable)"
     return " | ".join(line.strip()[:200] for line in text[-lines:])

@@ -14,7 +14,10 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 from brokers import KAFKA_SH
 
@@ -27,20 +30,44 @@ class LoadError(RuntimeError):
     """A load generator failed or printed nothing we can read."""
 
 
+# While set, a load is ended as soon as this returns a reason (the broker died), instead
+# of waiting for the client's own timeouts (minutes). Set by `watching`.
+_broker_gone: Callable[[], str | None] | None = None
+
+
+@contextmanager
+def watching(broker_gone: Callable[[], str | None]):
+    """Loads started inside end early when `broker_gone()` returns a reason."""
+    global _broker_gone
+    previous, _broker_gone = _broker_gone, broker_gone
+    try:
+        yield
+    finally:
+        _broker_gone = previous
+
+
 def run(cmd: list[str], timeout_s: float, log: Path | None = None) -> tuple[str, str]:
     """Run to completion in its own process group; kill the group on timeout."""
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
     try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except BaseException as e:  # timeout, or the benchmark itself interrupted
+        while True:
+            try:
+                out, err = proc.communicate(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    raise LoadError(f"{_name(cmd)}: no result within {timeout_s:.0f} s (killed)") from None
+                gone = _broker_gone() if _broker_gone else None
+                if gone:
+                    raise LoadError(f"{_name(cmd)} stopped: {gone}") from None
+    except BaseException:  # timeout, broker gone, or the benchmark itself interrupted
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         proc.communicate()
-        if isinstance(e, subprocess.TimeoutExpired):
-            raise LoadError(f"{_name(cmd)}: no result within {timeout_s:.0f} s (killed)") from None
         raise
     if log is not None:
         with open(log, "a") as f:

@@ -42,7 +42,7 @@ def cell(table: Table, row: Row, label: str, limits: dict[str, list[float]]) -> 
     s = summary(vals)
     if s is None:
         if errs:
-            return "**failed**: " + _short(errs[0])
+            return "**failed**: " + _short(errs[0], 100)
         return "**failed** (see above)" if table.failed else "–"
     text = fmt(s[0]) if len(vals) == 1 else f"{fmt(s[0])} ({fmt(s[1])}–{fmt(s[2])})"
     key = row.limit_for(label)
@@ -50,12 +50,14 @@ def cell(table: Table, row: Row, label: str, limits: dict[str, list[float]]) -> 
     if lim:
         text += f" · {s[0] / lim * 100:.0f} % of {LIMIT_SHORT[key]}"
     if len(vals) < table.runs:
-        text += f" ({table.runs - len(vals)} of {table.runs} runs failed: {_short(errs[0]) if errs else '?'})"
+        text += f" ({table.runs - len(vals)} of {table.runs} runs failed: {_short(errs[0], 100) if errs else '?'})"
     return text
 
 
-def _short(reason: str) -> str:
-    return reason.replace("|", "\\|").replace("\n", " ")[:160]
+def _short(reason: str, limit: int = 300) -> str:
+    text = reason.replace("\n", " ")
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("|", "\\|")
 
 
 def markdown_table(table: Table, limits: dict[str, list[float]]) -> str:
@@ -125,7 +127,7 @@ def target_checks(tables: list[Table], footprint: Table) -> list[str]:
     thr = []
     for t in tables:
         for row in t.rows:
-            if row.unit in ("MB/s", "msgs/s") and row.better == "higher":
+            if row.capacity:
                 for target in t.targets:
                     r = ratio(t, row, target)
                     if r is not None:
@@ -180,8 +182,9 @@ def plots(tables: list[Table], footprint: Table, out_dir: Path) -> list[tuple[st
             err = [[v[0] - v[1] if v else 0 for v in vals], [v[2] - v[0] if v else 0 for v in vals]]
             ax.bar(xs, meds, width, yerr=err, capsize=3, label=label, color=colors.get(label))
             for x, v in zip(xs, vals):
-                if v is None:
-                    ax.annotate("failed", (x, 0.02), xycoords=("data", "axes fraction"), rotation=90,
+                note = "failed" if v is None else "0" if v[0] == 0 else None
+                if note:  # nothing to draw (and 0 has no place on a log axis)
+                    ax.annotate(note, (x, 0.02), xycoords=("data", "axes fraction"), rotation=90,
                                 ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels(groups, fontsize=7)

@@ -24,6 +24,8 @@ class Row:
     # For plots: "throughput", or a latency group name (the percentile is in `pct`).
     plot: str | None = None
     pct: str | None = None
+    # A broker's capacity (unthrottled throughput): what "Skiff ≥ Kafka throughput" checks.
+    capacity: bool = False
     values: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)
 

@@ -1,7 +1,7 @@
 """The scenarios: which brokers, which loads, which figures.
 
-A scenario declares its targets (columns) and rows, optionally prepares something once
-(calibration), and measures one started broker per call of `measure`. Starting and
+A scenario declares its targets (columns) and rows, and measures one started broker per
+call of `measure`. Starting and
 stopping brokers, repetition and failure handling belong to the orchestrator (bench.py).
 Every load step is independent: one failing is recorded in its rows and the next runs.
 
@@ -42,10 +42,10 @@ class Sizes:
     e2e_seconds: float
 
 
-QUICK = Sizes({100: 1_000_000, 1024: 200_000}, {100: 300_000, 1024: 100_000}, 50_000,
+QUICK = Sizes({100: 1_000_000, 1024: 200_000}, {100: 1_000_000, 1024: 300_000}, 50_000,
               200_000, 10, 2_000, 1000, 10)
-FULL = Sizes({100: 10_000_000, 1024: 1_000_000}, {100: 2_000_000, 1024: 500_000}, 200_000,
-             500_000, 60, 10_000, 1000, 60)
+FULL = Sizes({100: 10_000_000, 1024: 1_000_000}, {100: 5_000_000, 1024: 2_000_000}, 200_000,
+             300_000, 30, 10_000, 1000, 30)
 
 
 @dataclass
@@ -68,8 +68,6 @@ class Scenario:
     rows: Callable[[Ctx], list[Row]]
     measure: Callable[[Ctx, Table, Running, int], None]
     notes: Callable[[Ctx], list[str]] = lambda ctx: []
-    # Once before the runs; gets a function starting a target: (target, name) -> Running.
-    prepare: Callable[[Ctx, Table, Callable[[Target, str], Running]], None] | None = None
 
     def table(self, ctx: Ctx) -> Table:
         return Table(self.key, self.title, self.targets(ctx), self.rows(ctx), self.notes(ctx))
@@ -79,7 +77,8 @@ def step(table: Table, running: Running, metrics: list[str], fn: Callable[[], di
     """Run one load step; its figures go into `metrics`, a failure is recorded there."""
     running.check_alive()  # a dead broker aborts the run instead of timing out every step
     try:
-        values = fn()
+        with loads.watching(running.gone):
+            values = fn()
     except (loads.LoadError, OSError, ValueError) as e:
         running.check_alive()
         table.error(running.target, metrics, str(e))
@@ -91,7 +90,9 @@ def step(table: Table, running: Running, metrics: list[str], fn: Callable[[], di
 
 
 def new_topic(ctx: Ctx, running: Running, name: str) -> str:
-    loads.create_topic(running.bootstrap, name, ctx.partitions, log=ctx.log)
+    running.check_alive()
+    with loads.watching(running.gone):
+        loads.create_topic(running.bootstrap, name, ctx.partitions, log=ctx.log)
     return name
 
 
@@ -100,9 +101,10 @@ def warm_up(ctx: Ctx, running: Running) -> None:
     if ctx.sizes.warmup_records <= 0:
         return
     topic = new_topic(ctx, running, "warmup")
-    loads.rdkafka("produce", running.bootstrap, topic, log=ctx.log, count=ctx.sizes.warmup_records,
-                  size=1024, acks="1")
-    loads.rdkafka("consume", running.bootstrap, topic, log=ctx.log, count=ctx.sizes.warmup_records)
+    with loads.watching(running.gone):
+        loads.rdkafka("produce", running.bootstrap, topic, log=ctx.log, count=ctx.sizes.warmup_records,
+                      size=1024, acks="1")
+        loads.rdkafka("consume", running.bootstrap, topic, log=ctx.log, count=ctx.sizes.warmup_records)
 
 
 # ---------------------------------------------------------------------------------------
@@ -113,10 +115,12 @@ def s1_rows(ctx: Ctx) -> list[Row]:
     rows = []
     for size, label in SIZES.items():
         for gen in ("ProducerPerformance", "librdkafka"):
-            rows.append(Row(f"produce {label}, {gen}: MB/s", "MB/s", "higher", limit="loopback_tcp", plot="throughput"))
-            rows.append(Row(f"produce {label}, {gen}: msgs/s", "msgs/s", "higher"))
+            rows.append(Row(f"produce {label}, {gen}: MB/s", "MB/s", "higher", limit="loopback_tcp", plot="throughput",
+                            capacity=True))
+            rows.append(Row(f"produce {label}, {gen}: msgs/s", "msgs/s", "higher", capacity=True))
     for gen in ("ConsumerPerformance", "librdkafka"):
-        rows.append(Row(f"consume 1 KiB, {gen}: MB/s", "MB/s", "higher", limit="loopback_tcp", plot="throughput"))
+        rows.append(Row(f"consume 1 KiB, {gen}: MB/s", "MB/s", "higher", limit="loopback_tcp", plot="throughput",
+                        capacity=True))
     return rows
 
 
@@ -193,8 +197,9 @@ def s2_rows(ctx: Ctx) -> list[Row]:
     disk = {KAFKA.label: "disk_cached", KAFKA_FLUSH.label: "disk_fdatasync", SKIFF_FSYNC.label: "disk_fdatasync",
             SKIFF_MEMORY.label: "disk_cached"}
     rows = [
-        Row("max produce 1 KiB acks=all, ProducerPerformance: MB/s", "MB/s", "higher", limit=disk, plot="throughput"),
-        Row("max produce 1 KiB acks=all, ProducerPerformance: msgs/s", "msgs/s", "higher"),
+        Row("max produce 1 KiB acks=all, ProducerPerformance: MB/s", "MB/s", "higher", limit=disk, plot="throughput",
+            capacity=True),
+        Row("max produce 1 KiB acks=all, ProducerPerformance: msgs/s", "msgs/s", "higher", capacity=True),
         Row("at the offered load, ProducerPerformance: achieved msgs/s", "msgs/s", "higher"),
     ]
     for pct, _ in LAT_PCTS:
@@ -299,7 +304,8 @@ def s3_notes(ctx: Ctx) -> list[str]:
     s = ctx.sizes
     return [
         f"1 KiB records, acks=all. EndToEndLatency: {s.e2e_messages:,} round trips, one record in flight (send, wait, "
-        "then poll until it arrives), whole-millisecond percentiles as the tool prints them. "
+        "then poll until it arrives), percentiles in whole milliseconds as the tool prints them (truncated: 0 means "
+        "under 1 ms). "
         f"librdkafka: a producer at a fixed {s.e2e_rate:,.0f} msgs/s (linger.ms=0) and an assigned consumer in one "
         f"process for {s.e2e_seconds:.0f} s; latency = receive time - send time in the record; the first second is dropped.",
         "Both consumers keep their default fetch wait (500 ms): a broker that does not answer a waiting fetch as soon "
