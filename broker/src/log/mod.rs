@@ -287,7 +287,8 @@ impl Log {
         fs.remove(&clean_marker)
             .map_err(io_err("remove clean-shutdown marker"))?;
         fs.sync_dir(dir).map_err(io_err("sync directory"))?;
-        if !clean {
+        // A brand-new log has nothing to recover; only report real recoveries.
+        if !clean && !bases.is_empty() {
             info!(dir = %dir.display(), segments = report.segments_recovered, log_end_offset = next_offset, "log recovered after unclean shutdown");
         }
         let log = Self {

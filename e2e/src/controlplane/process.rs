@@ -163,6 +163,21 @@ pub fn stop_recorded(record: &GroupRecord, grace: Duration) -> Result<()> {
     terminate_group(record, grace, &mut || {})
 }
 
+/// Kills a recorded group with SIGKILL at once, as a machine crash would:
+/// no SIGTERM, no grace period.
+pub fn kill_recorded(record: &GroupRecord) -> Result<()> {
+    signal_group(record.pid, Signal::KILL);
+    if wait_gone(record, KILL_WAIT, &mut || {}) {
+        Ok(())
+    } else {
+        Err(ControlPlaneError::Leftover(format!(
+            "{}: pids {:?}",
+            record.name,
+            group_members(record)
+        )))
+    }
+}
+
 /// Whether any process of the recorded group is still running.
 pub fn recorded_alive(record: &GroupRecord) -> bool {
     !group_members(record).is_empty()

@@ -258,6 +258,33 @@ impl NodeAgent {
         }
     }
 
+    /// Simulates the node dying: every pod process gets SIGKILL at once (no
+    /// SIGTERM, no grace period) and the agent stops at once, with no further
+    /// lease renewals or status updates, so the control plane sees the node
+    /// fall silent as after a crash. Pods stay bound to the node; their DNS
+    /// names are withdrawn (the harness owns that file).
+    pub fn kill(mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        if let Ok(mut workers) = self.workers.lock() {
+            for (_, worker) in workers.drain() {
+                worker.abort();
+            }
+        }
+        let records: Vec<_> = self
+            .shared
+            .processes
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p).into_values().collect())
+            .unwrap_or_default();
+        for record in records {
+            if let Err(error) = process::kill_recorded(&record) {
+                tracing::error!(%error, "killing a pod process");
+            }
+        }
+    }
+
     /// Stops, synchronously, any process still recorded as running.
     fn kill_leftovers(&self) {
         let records: Vec<_> = self

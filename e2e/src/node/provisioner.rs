@@ -56,6 +56,22 @@ pub async fn install_storage_class(client: &kube::Client) -> Result<(), kube::Er
     }
 }
 
+/// Simulates a lost disk: empties the directory that backs the claim with
+/// `claim_uid` (its volume stays bound, like a blank replacement disk), so
+/// the pod that mounts it next starts with no data.
+pub fn lose_disk(root: &Path, claim_uid: &str) -> std::io::Result<()> {
+    let dir = volume_root(root).join(format!("pvc-{claim_uid}"));
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// The PersistentVolume for a claim, pre-bound to it.
 pub fn volume_for(
     claim: &PersistentVolumeClaim,
@@ -202,6 +218,19 @@ pub async fn reconcile(client: &kube::Client, root: &Path) -> Result<usize, kube
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn losing_a_disk_empties_the_claim_directory_and_keeps_it() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = volume_root(root.path()).join("pvc-abc");
+        std::fs::create_dir_all(dir.join("topic-0")).unwrap();
+        std::fs::write(dir.join("topic-0/00000000000000000000.log"), b"data").unwrap();
+        std::fs::write(dir.join("meta.properties"), b"node.id=0").unwrap();
+        lose_disk(root.path(), "abc").unwrap();
+        assert!(dir.is_dir());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        assert!(lose_disk(root.path(), "missing").is_err());
+    }
 
     fn claim(phase: &str, class: Option<&str>, volume: Option<&str>) -> PersistentVolumeClaim {
         serde_json::from_value(serde_json::json!({
