@@ -187,8 +187,11 @@ pub fn validate(bytes: &[u8], strict_count: bool) -> Result<BatchHeader, BatchEr
             computed,
         });
     }
-    if strict_count
-        && (header.records_count <= 0 || header.last_offset_delta != header.records_count - 1)
+    // A negative delta or count is never valid, compacted or not: offsets would run backwards.
+    let impossible = header.last_offset_delta < 0 || header.records_count < 0;
+    if impossible
+        || (strict_count
+            && (header.records_count <= 0 || header.last_offset_delta != header.records_count - 1))
     {
         return Err(BatchError::BadRecordCount {
             count: header.records_count,

@@ -204,9 +204,16 @@ impl Log {
             let seg = match opened {
                 Some(seg) => seg,
                 None => {
-                    let (seg, outcome) =
-                        Segment::recover(fs.as_ref(), dir, base, params, expected, &mut epochs)
-                            .map_err(io_err("recover segment"))?;
+                    let (seg, outcome) = Segment::recover(
+                        fs.as_ref(),
+                        dir,
+                        base,
+                        params,
+                        expected,
+                        next_base,
+                        &mut epochs,
+                    )
+                    .map_err(io_err("recover segment"))?;
                     report.segments_recovered += 1;
                     // A zero-filled tail is preallocated space never written; on the
                     // last segment it is routine, on an earlier one it is a hole.
@@ -253,6 +260,24 @@ impl Log {
             };
             expected = seg.next_offset();
             segments.insert(base, seg);
+        }
+        // An empty segment that is not the last cannot come from appends (a roll
+        // follows an append): it is left by a crash or damage, and would leave
+        // offsets below the next segment that no read can reach. Drop it.
+        let last = segments.keys().next_back().copied();
+        let empties: Vec<i64> = segments
+            .iter()
+            .filter(|(b, s)| Some(**b) != last && s.size() == 0)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in empties {
+            if let Some(seg) = segments.remove(&base) {
+                let path = seg.path().to_owned();
+                warn!(segment = %path.display(), "log recovery: deleting an empty segment that is not the last");
+                seg.delete(fs.as_ref())
+                    .map_err(io_err("delete empty segment"))?;
+                report.segments_deleted.push(path);
+            }
         }
         if segments.is_empty() {
             let seg = Segment::create(fs.as_ref(), dir, 0, params, now_ms)
@@ -578,6 +603,15 @@ impl Log {
             move |source: io::Error| AppendError::Io { path, op, source }
         };
         let new_path = dir.join(segment::file_name(base_offset, "log"));
+        // Reusing an existing segment's name would truncate its files, whose
+        // index is memory-mapped: refuse instead (a log whose offsets do not ascend).
+        if base_offset <= self.active().base_offset() {
+            let source = io::Error::other(format!(
+                "new segment base {base_offset} is not after the active segment's {}",
+                self.active().base_offset()
+            ));
+            return Err(io("roll segment", &new_path)(source));
+        }
         let seg = Segment::create(fs.as_ref(), &dir, base_offset, params, now_ms)
             .map_err(io("create segment", &new_path))?;
         let old = self.active_mut();

@@ -190,7 +190,11 @@ impl Segment {
             let Some(h) = seg.header_at(pos)? else {
                 return Ok(None);
             };
-            let size = h.size().map_err(|reason| seg.corrupt(pos, reason))? as u64;
+            // An impossible length means the file is not what its trust claims:
+            // recover it instead of failing.
+            let Ok(size) = h.size().map(|s| s as u64) else {
+                return Ok(None);
+            };
             if pos + size > seg.cursor.size {
                 return Ok(None);
             }
@@ -219,6 +223,7 @@ impl Segment {
         base_offset: i64,
         params: SegmentParams,
         min_offset: i64,
+        next_base: Option<i64>,
         epochs: &mut EpochCache,
     ) -> io::Result<(Self, SegmentRecovery)> {
         let mut seg = Self::open_files(fs, dir, base_offset, params)?;
@@ -289,6 +294,18 @@ impl Segment {
                         });
                         break 'scan;
                     }
+                    // Offsets are not covered by the CRC: a batch must also stay
+                    // below the next segment and within this one's relative range.
+                    Ok(h)
+                        if next_base.is_some_and(|n| h.last_offset() >= n)
+                            || h.last_offset().saturating_sub(base_offset) > u32::MAX as i64 =>
+                    {
+                        reason = Some(BatchError::OffsetBelow {
+                            base_offset: h.base_offset,
+                            expected,
+                        });
+                        break 'scan;
+                    }
                     Ok(h) => h,
                     Err(e) => {
                         reason = Some(e);
@@ -318,6 +335,9 @@ impl Segment {
             },
         };
         seg.file.set_len(valid)?;
+        // The rebuilt indexes replace the files' old contents entirely.
+        seg.offsets.trim()?;
+        seg.times.trim()?;
         Ok((seg, outcome))
     }
 
