@@ -257,6 +257,8 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
         host: advertised_host.clone(),
         port: advertised_port,
         rack: rack.clone(),
+        incarnation: uuid::Uuid::nil(),
+        controller: None,
     };
     metadata
         .commit(|image| {
@@ -272,6 +274,12 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
             });
             if changed {
                 records.push(registration.clone());
+            }
+            if changed || current.is_some_and(|b| b.fenced) {
+                // One broker is its own controller: it is alive, so unfenced.
+                records.push(MetadataRecord::BrokerUnfenced {
+                    node_id: opts.node_id,
+                });
             }
             Ok::<_, ()>(records)
         })
