@@ -207,7 +207,7 @@ pub fn elect_leaders(
                     .cloned()
                     .map(Some)
                     .ok_or((
-                        83,
+                        80,
                         "the preferred replica is not an available in-sync replica".into(),
                     ));
             }
