@@ -11,6 +11,7 @@ pub mod controller;
 pub mod identity;
 pub mod image;
 pub mod placement;
+pub mod quorum;
 pub mod records;
 pub mod store;
 
