@@ -115,6 +115,11 @@ struct Inner {
     raft: Raft,
     local_addr: SocketAddr,
     configured_voters: BTreeMap<i32, String>,
+    /// Started with no voters: this node alone, at whatever address it bound
+    /// this time (the membership may hold the address of an earlier run).
+    single_node: bool,
+    /// Serializes membership changes: openraft refuses one while another is in flight.
+    membership_change: tokio::sync::Mutex<()>,
     image: watch::Receiver<Arc<MetadataImage>>,
     leader: watch::Receiver<Option<i32>>,
     stop: CancellationToken,
@@ -188,6 +193,8 @@ impl Quorum {
                 raft,
                 local_addr,
                 configured_voters: voters.clone(),
+                single_node: cfg.voters.is_empty(),
+                membership_change: tokio::sync::Mutex::new(()),
                 image,
                 leader,
                 stop,
@@ -264,7 +271,7 @@ impl Quorum {
         let membership = m.membership_config.membership();
         let voters: BTreeMap<i32, String> = membership
             .voter_ids()
-            .filter_map(|id| membership.get_node(&id).map(|n| (id, n.addr.clone())))
+            .filter_map(|id| self.address_in(membership, id).map(|a| (id, a)))
             .collect();
         if voters.is_empty() {
             self.inner.configured_voters.clone()
@@ -277,11 +284,19 @@ impl Quorum {
     pub fn address_of(&self, node: i32) -> Option<String> {
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow();
-        m.membership_config
-            .membership()
-            .get_node(&node)
-            .map(|n| n.addr.clone())
+        self.address_in(m.membership_config.membership(), node)
             .or_else(|| self.inner.configured_voters.get(&node).cloned())
+    }
+
+    fn address_in(
+        &self,
+        membership: &openraft::Membership<NodeId, BasicNode>,
+        node: i32,
+    ) -> Option<String> {
+        if self.inner.single_node && node == self.inner.node {
+            return Some(self.inner.local_addr.to_string());
+        }
+        membership.get_node(&node).map(|n| n.addr.clone())
     }
 
     /// Leader only: replicates and applies `records` as one log entry; returns
@@ -317,6 +332,7 @@ impl Quorum {
     /// learner to catch up; a learner already known at this address is a no-op,
     /// a learner at a new address is updated.
     pub async fn add_learner(&self, node: i32, controller_addr: String) -> Result<(), QuorumError> {
+        let _one_at_a_time = self.inner.membership_change.lock().await;
         if !self.is_leader() {
             return Err(QuorumError::NotLeader {
                 leader: self.leader(),

@@ -13,7 +13,8 @@
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
 };
 use openraft::network::{Backoff, RPCOption};
 use openraft::raft::{
@@ -22,6 +23,7 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, RPCTypes, RaftNetwork, RaftNetworkFactory};
 
+use super::frame::FrameError;
 use super::message::{Request, Response};
 use super::rpc::{RpcClient, RpcError};
 use super::types::{NodeId, TypeConfig};
@@ -56,10 +58,12 @@ pub(crate) struct PeerClient {
 }
 
 impl PeerClient {
+    /// Sends one request; `entries` is the number of log entries it carries.
     async fn send<E: std::error::Error>(
         &self,
         action: RPCTypes,
         request: Request,
+        entries: usize,
         option: &RPCOption,
     ) -> Result<Response, RPCError<NodeId, BasicNode, E>> {
         self.client
@@ -76,6 +80,11 @@ impl PeerClient {
                         timeout: after,
                     }
                     .into(),
+                    // Over the frame limit: openraft retries with fewer entries.
+                    RpcError::Frame {
+                        source: FrameError::TooLarge { .. },
+                        ..
+                    } if entries > 1 => PayloadTooLarge::new_entries_hint((entries / 2) as u64).into(),
                     _ => NetworkError::new(&e).into(),
                 }
             })
@@ -92,10 +101,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let entries = rpc.entries.len();
         match self
             .send(
                 RPCTypes::AppendEntries,
                 Request::AppendEntries(rpc),
+                entries,
                 &option,
             )
             .await?
@@ -117,6 +128,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             .send(
                 RPCTypes::InstallSnapshot,
                 Request::InstallSnapshot(rpc),
+                0,
                 &option,
             )
             .await?
@@ -132,7 +144,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         match self
-            .send(RPCTypes::Vote, Request::Vote(rpc), &option)
+            .send(RPCTypes::Vote, Request::Vote(rpc), 0, &option)
             .await?
         {
             Response::Vote(r) => r.map_err(|e| RemoteError::new(self.target, e).into()),

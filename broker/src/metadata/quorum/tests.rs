@@ -161,6 +161,12 @@ async fn single_node_commits_and_restores_image_across_restarts_and_snapshots() 
         let q = Quorum::start(cfg.clone(), controller()).await.unwrap();
         wait_until("image restored from the log", || *q.image() == *image).await;
         wait_leader_of(&q).await;
+        // Port 0 binds a new port each run; a single node reports where it is now.
+        assert_eq!(
+            q.voters(),
+            BTreeMap::from([(1, q.local_addr().to_string())])
+        );
+        assert_eq!(q.address_of(1), Some(q.local_addr().to_string()));
 
         // Enough entries for a snapshot (every 10) and a purge behind it.
         let mut image = image;
@@ -302,8 +308,16 @@ async fn learner_added_by_the_leader_receives_the_log() {
             learner.add_learner(7, learner_addr.clone()).await,
             Err(QuorumError::NotLeader { .. })
         ));
-        voter.add_learner(7, learner_addr.clone()).await.unwrap();
+        // Concurrent registrations queue instead of failing with "change in progress".
+        let absent = free_addr();
+        let (a, b) = tokio::join!(
+            voter.add_learner(7, learner_addr.clone()),
+            voter.add_learner(8, absent.clone())
+        );
+        a.unwrap();
+        b.unwrap();
         voter.add_learner(7, learner_addr.clone()).await.unwrap(); // idempotent
+        assert_eq!(voter.address_of(8), Some(absent));
         assert!(matches!(
             voter.add_learner(1, learner_addr.clone()).await,
             Err(QuorumError::Membership(_))
