@@ -13,6 +13,7 @@ pub mod identity;
 pub mod image;
 pub mod partition_change;
 pub mod placement;
+pub mod quorum;
 pub mod reassignment;
 pub mod records;
 pub mod request;
