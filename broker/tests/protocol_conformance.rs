@@ -22,6 +22,8 @@ async fn start(dir: &std::path::Path) -> RunningBroker {
         listen: "127.0.0.1:0".into(),
         advertise: None,
         admin_listen: "127.0.0.1:0".into(),
+        controller_listen: "127.0.0.1:0".into(),
+        voters: Default::default(),
         cluster_id: None,
         config,
     };

@@ -84,7 +84,10 @@ pub fn restart_safety(
             .filter(|&&v| v != node && image.is_usable(v))
             .count();
         let majority = voters.len() / 2 + 1;
-        (alive < majority).then(|| {
+        // With one or two voters every restart loses the majority; waiting
+        // would not help, so it does not block (the restart is an outage).
+        let avoidable = voters.len() > majority;
+        (alive < majority && avoidable).then(|| {
             format!(
                 "{alive} of {} metadata voters would remain; a majority needs {majority}",
                 voters.len()
@@ -215,9 +218,10 @@ mod tests {
             (&[0, 1, 2], &[0, 1], &[], 0, &[0, 1, 2], false, 1),
             (&[0, 1, 2], &[0, 1], &[], 2, &[0, 1, 2], true, 0),
             (&[0, 1, 2], &[0, 1, 2], &[2], 0, &[0, 1, 2], false, 1),
-            (&[0], &[0], &[], 0, &[0], false, 0),
+            (&[0], &[0], &[], 0, &[0], true, 0),
             (&[0], &[0], &[], 0, &[], true, 0),
-            (&[0, 1, 2], &[0, 1, 2], &[], 0, &[0, 1], false, 0),
+            (&[0, 1, 2], &[0, 1, 2], &[], 0, &[0, 1], true, 0),
+            (&[0, 1, 2], &[0, 1, 2], &[2], 0, &[0, 1, 2], false, 1),
         ];
         for (i, &(replicas, isr, fenced, node, voters, safe, blocking)) in cases.iter().enumerate()
         {

@@ -149,7 +149,14 @@ pub async fn metadata(
     let mut response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(text(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id))
+        .with_controller_id(BrokerId(
+            // Admin requests sent "to the controller" may go to any broker (they
+            // are forwarded), but name the active one when it is live.
+            broker
+                .active_controller()
+                .filter(|c| image.brokers.get(c).is_some_and(|b| !b.fenced))
+                .unwrap_or(broker.node_id),
+        ))
         .with_topics(topics);
     if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
         response.cluster_authorized_operations = -2_147_483_648;

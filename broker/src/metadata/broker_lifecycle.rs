@@ -14,6 +14,9 @@ use super::records::MetadataRecord;
 /// What a broker announces when it (re)registers.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Registration {
+    /// The cluster the broker's data directory belongs to.
+    #[serde(default)]
+    pub cluster_id: String,
     pub node_id: i32,
     pub host: String,
     pub port: i32,
@@ -263,6 +266,7 @@ mod tests {
     fn a_broker_with_a_new_disk_leaves_every_isr() {
         let mut img = image(3, &[0, 1], 0, &[0]);
         let reg = |inc| Registration {
+            cluster_id: "c".into(),
             node_id: 0,
             host: "h".into(),
             port: 1,

@@ -145,7 +145,21 @@ pub fn plan(image: &MetadataImage, request: &ControllerRequest) -> Result<Plan, 
     use ControllerReply::Done;
     Ok(match request {
         ControllerRequest::Register(reg) => {
-            let records = broker_lifecycle::register(image, reg);
+            let mut records = Vec::new();
+            if image.cluster_id.is_empty() {
+                records.push(MetadataRecord::ClusterFormatted {
+                    cluster_id: reg.cluster_id.clone(),
+                });
+            } else if image.cluster_id != reg.cluster_id {
+                return Err(Refusal::new(
+                    INCONSISTENT_CLUSTER_ID,
+                    format!(
+                        "broker {} belongs to cluster {}, but this is cluster {}",
+                        reg.node_id, reg.cluster_id, image.cluster_id
+                    ),
+                ));
+            }
+            records.extend(broker_lifecycle::register(image, reg));
             // The registration record is the last one; the broker epoch is the
             // record count once it is applied.
             let epoch = (image.records + records.len() as u64) as i64;
@@ -254,6 +268,9 @@ pub fn plan(image: &MetadataImage, request: &ControllerRequest) -> Result<Plan, 
     })
 }
 
+/// Kafka error code INCONSISTENT_CLUSTER_ID.
+pub const INCONSISTENT_CLUSTER_ID: i16 = 104;
+
 /// Kafka error code STALE_BROKER_EPOCH: the broker must register again.
 pub const STALE_BROKER_EPOCH: i16 = 77;
 
@@ -263,6 +280,7 @@ mod tests {
 
     fn registration(node_id: i32) -> Registration {
         Registration {
+            cluster_id: "c".into(),
             node_id,
             host: "127.0.0.1".into(),
             port: 9092,

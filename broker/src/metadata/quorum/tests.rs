@@ -100,6 +100,8 @@ fn broker(node_id: i32) -> MetadataRecord {
         host: "127.0.0.1".into(),
         port: 9092 + node_id,
         rack: None,
+        incarnation: uuid::Uuid::nil(),
+        controller: None,
     }
 }
 
