@@ -10,6 +10,8 @@ pub mod fencing;
 pub mod fetcher;
 pub mod isr;
 pub mod leader;
+#[cfg(test)]
+mod tests;
 
 pub use isr::{AlterIsr, AlterIsrError, IsrChannel, NoController};
 pub use leader::{Command, Event, FollowerProgress, LeaderConfig, LeaderState};
