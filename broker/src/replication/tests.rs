@@ -275,6 +275,8 @@ async fn follower_replicates_byte_identical_and_truncates_after_failover() {
         .expect("acknowledged");
     assert_eq!(pb.log_end(), 2);
     assert_eq!(pa.high_watermark(), 2);
+    // fsync durability: the follower reported only what it had fsynced.
+    assert!(pb.follower_position().expect("follows").durable_offset >= 2);
     for i in 0..5 {
         produce(&pa, testing::batch(3, 20, 10 + i), false);
     }
@@ -357,11 +359,12 @@ async fn lagging_follower_leaves_the_isr_and_acks_fail_below_min_isr() {
     ];
     let cfg = [
         ("min.insync.replicas", "2"),
-        ("replica.lag.time.max.ms", "300"),
+        ("replica.lag.time.max.ms", "1000"),
         ("skiff.ack.durability", "memory"),
     ];
     let a = Node::start(1, dirs[0].path(), &cfg).await;
-    // B is assigned but never started: it never fetches.
+    // B is assigned but does not fetch yet. (The lag window must exceed the
+    // 500 ms a follower fetch may park on an idle leader, as in Kafka.)
     let b = Node::start(2, dirs[1].path(), &cfg).await;
     let id = Uuid::new_v4();
     let img = image(&[&a, &b], id, 1, &[1, 2], 1, 1);
@@ -387,6 +390,17 @@ async fn lagging_follower_leaves_the_isr_and_acks_fail_below_min_isr() {
         19
     );
     assert_eq!(pa.high_watermark(), 0);
+
+    // B starts fetching, catches up and is proposed back in; acks=all works again.
+    b.sync(&img);
+    eventually("B rejoins the ISR", || pa.isr() == Some(vec![1, 2])).await;
+    let again = produce(&pa, testing::batch(1, 10, 3), true);
+    tokio::time::timeout(WAIT, pa.wait_acks_all(again.last_offset + 1, 1))
+        .await
+        .expect("settles")
+        .expect("acknowledged");
+    assert_eq!(pa.high_watermark(), 3);
+    assert!(!pa.is_under_replicated());
     a.stop();
     b.stop();
 }
@@ -402,9 +416,14 @@ async fn high_watermark_survives_restart_through_the_checkpoint() {
         let pa = a.partition();
         // One replica: the leader alone is the ISR, the high watermark follows its log end.
         produce(&pa, testing::batch(3, 10, 1), false);
-        assert_eq!(pa.high_watermark(), 3);
+        produce(&pa, testing::batch(2, 10, 1), false);
+        assert_eq!(pa.high_watermark(), 5);
         a.stop();
     }
+    // Pretend the last checkpoint was taken when only the first batch was committed.
+    let mut hws = crate::partition::checkpoint::HighWatermarks::new();
+    hws.insert((TOPIC.into(), 0), 3);
+    crate::partition::checkpoint::write(&crate::log::StdFs, dir.path(), &hws).expect("write");
     let a = Node::start(1, dir.path(), &[]).await;
     // A follower (another broker leads now) starts from the checkpoint, not 0
     // and not beyond it.
@@ -413,7 +432,12 @@ async fn high_watermark_survives_restart_through_the_checkpoint() {
     let mut img = image(&[&a, &other], id, 2, &[1, 2], 2, 2);
     img.brokers.get_mut(&2).expect("broker 2").port = 1; // nobody listens there
     a.sync(&img);
-    assert_eq!(a.partition().high_watermark(), 3);
+    let pa = a.partition();
+    assert_eq!((pa.high_watermark(), pa.log_end()), (3, 5));
+    // Elected alone (the other replica is gone), it leads with its own log end.
+    let img = image(&[&a], id, 1, &[1], 3, 3);
+    a.sync(&img);
+    assert_eq!(pa.high_watermark(), 5);
     a.stop();
     other.stop();
 }
