@@ -218,6 +218,10 @@ struct Inner {
     high_watermark: i64,
     settings: TopicSettings,
     role: Role,
+    /// First leader epoch of the current uninterrupted leadership (−1: not
+    /// leading). A leader never truncates, so acks=all waits from any epoch
+    /// since then stay valid across epoch bumps of the same leader.
+    led_since: i32,
     /// Counts ISR proposals; a controller answer applies only to the latest.
     isr_proposal: u64,
 }
@@ -245,7 +249,7 @@ impl Inner {
 /// What acks=all waiters watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct AckView {
-    leader_epoch: i32,
+    led_since: i32,
     leading: bool,
     ack_watermark: i64,
     min_isr: bool,
@@ -314,13 +318,13 @@ impl Shared {
             .send_if_modified(|v| std::mem::replace(v, leo) != leo);
         let view = match &inner.role {
             Role::Leader(s) => AckView {
-                leader_epoch: s.leader_epoch,
+                led_since: inner.led_since,
                 leading: true,
                 ack_watermark: s.ack_watermark,
                 min_isr: s.has_min_isr(),
             },
             Role::Follower { .. } => AckView {
-                leader_epoch: inner.leader_epoch,
+                led_since: -1,
                 leading: false,
                 ack_watermark: -1,
                 min_isr: false,
@@ -484,7 +488,7 @@ impl Partition {
         let (hw_tx, _) = watch::channel(hw);
         let (leo_tx, _) = watch::channel(leo);
         let (acks_tx, _) = watch::channel(AckView {
-            leader_epoch: -1,
+            led_since: -1,
             leading: false,
             ack_watermark: -1,
             min_isr: false,
@@ -502,6 +506,7 @@ impl Partition {
                 high_watermark: hw,
                 settings,
                 role: Role::Follower { leader: -1 },
+                led_since: -1,
                 isr_proposal: 0,
             }),
             hw: hw_tx,
@@ -568,6 +573,7 @@ impl Partition {
                         leader: image.leader,
                     };
                     inner.leader_epoch = image.leader_epoch;
+                    inner.led_since = -1;
                     info!(topic = %self.topic, partition = self.index, leader = image.leader, leader_epoch = image.leader_epoch, "following");
                     Some(if was_leader {
                         RoleChange::StoppedLeading {
@@ -608,6 +614,9 @@ impl Partition {
             config,
         );
         let commands = state.start();
+        if inner.leader().is_none() {
+            inner.led_since = epoch;
+        }
         inner.role = Role::Leader(Box::new(state));
         inner.leader_epoch = epoch;
         let mut ignored = Vec::new();
@@ -686,14 +695,15 @@ impl Partition {
 
     /// Waits until offsets below `end`, appended at `leader_epoch`, satisfy
     /// acks=all: in every ISR member's log (and fsynced on each under
-    /// `skiff.ack.durability=fsync`). Fails if leadership or the epoch moves,
+    /// `skiff.ack.durability=fsync`). Fails if this replica stopped leading
+    /// since (a new epoch of the same uninterrupted leadership keeps waiting),
     /// if the ISR shrinks below `min.insync.replicas`, or if the log fails.
     pub async fn wait_acks_all(&self, end: i64, leader_epoch: i32) -> Result<(), AckError> {
         let mut rx = self.shared.acks.subscribe();
         let acked = async move {
             loop {
                 let v = *rx.borrow_and_update();
-                if !v.leading || v.leader_epoch != leader_epoch {
+                if !v.leading || v.led_since > leader_epoch {
                     return Err(AckError::NotLeader);
                 }
                 if v.ack_watermark >= end {
@@ -1098,6 +1108,7 @@ impl Partition {
         self.commit.stop();
         let mut inner = self.lock();
         inner.role = Role::Follower { leader: -1 };
+        inner.led_since = -1;
         self.shared.publish(&inner);
         inner.log.close()
     }

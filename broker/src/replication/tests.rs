@@ -441,3 +441,39 @@ async fn high_watermark_survives_restart_through_the_checkpoint() {
     a.stop();
     other.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_survives_a_new_epoch_of_the_same_leader() {
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let cfg = [("min.insync.replicas", "2")];
+    let a = Node::start(1, dirs[0].path(), &cfg).await;
+    let b = Node::start(2, dirs[1].path(), &cfg).await;
+    let id = Uuid::new_v4();
+    a.sync(&image(&[&a, &b], id, 1, &[1, 2], 1, 1));
+    let pa = a.partition();
+    let appended = produce(&pa, testing::batch(2, 10, 1), true);
+    let acked = {
+        let pa = pa.clone();
+        tokio::spawn(async move { pa.wait_acks_all(appended.last_offset + 1, 1).await })
+    };
+    // Same leader, new epoch: it re-inits, and the parked request keeps waiting.
+    let img2 = image(&[&a, &b], id, 1, &[1, 2], 2, 2);
+    assert_eq!(
+        a.sync(&img2),
+        vec![RoleChange::BecameLeader { leader_epoch: 2 }]
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!acked.is_finished());
+    b.sync(&img2);
+    tokio::time::timeout(WAIT, acked)
+        .await
+        .expect("settles")
+        .expect("task")
+        .expect("acknowledged at the new epoch");
+    assert_eq!(b.partition().log_end(), 2);
+    a.stop();
+    b.stop();
+}
