@@ -106,17 +106,27 @@ pub async fn run(
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 debug!(leader = config.leader, %addr, "fetcher connected");
-                backoff = MIN_BACKOFF;
-                tokio::select! {
+                let mut answered = false;
+                let r = tokio::select! {
                     () = cancel.cancelled() => return,
-                    r = session(&config, stream, &mut partitions) => r,
+                    r = session(&config, stream, &mut partitions, &mut answered) => r,
+                };
+                // Only a leader that answered resets the backoff: one that accepts
+                // and then drops every connection must not be hammered.
+                if answered {
+                    backoff = MIN_BACKOFF;
                 }
+                r
             }
             Ok(Err(e)) => Err(SessionError::Io(e)),
             Err(_) => Err(SessionError::Timeout(CONNECT_TIMEOUT)),
         };
-        if let Err(e) = result {
-            warn!(leader = config.leader, %addr, error = %e, retry_ms = backoff.as_millis() as u64, "fetcher: connection to leader failed");
+        match result {
+            // The manager dropped this fetcher.
+            Ok(()) => return,
+            Err(e) => {
+                warn!(leader = config.leader, %addr, error = %e, retry_ms = backoff.as_millis() as u64, "fetcher: connection to leader failed")
+            }
         }
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -137,6 +147,7 @@ async fn session(
     config: &FetcherConfig,
     stream: TcpStream,
     partitions: &mut watch::Receiver<Vec<Arc<Partition>>>,
+    answered: &mut bool,
 ) -> Result<(), SessionError> {
     let (reader, mut writer) = stream.into_split();
     let mut frames = FramedRead::new(reader, FrameCodec::new(MAX_FRAME));
@@ -177,6 +188,7 @@ async fn session(
         if response.error_code != 0 {
             return Err(SessionError::Refused(response.error_code));
         }
+        *answered = true;
         let mut progress = Progress::default();
         for topic in response.responses {
             for pd in topic.partitions {
