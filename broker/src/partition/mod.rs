@@ -269,6 +269,9 @@ struct Shared {
     isr_channel: Arc<dyn IsrChannel>,
 }
 
+/// How long an ISR change may wait for the controller before it counts as failed (retriable).
+const ISR_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// ISR proposals taken under the lock, sent after it is released.
 type Proposals = Vec<(u64, AlterIsr)>;
 
@@ -353,7 +356,14 @@ impl Shared {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
                     rt.spawn(async move {
-                        let result = answer.await;
+                        // An answer that never comes must not block ISR changes forever.
+                        let result = tokio::time::timeout(ISR_ANSWER_TIMEOUT, answer)
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(AlterIsrError::Retriable(format!(
+                                    "no answer from the controller within {ISR_ANSWER_TIMEOUT:?}"
+                                )))
+                            });
                         shared.isr_answered(seq, leader_epoch, result);
                     });
                 }
@@ -391,8 +401,12 @@ impl Shared {
                 Ok(pe) => {
                     info!(topic = %self.topic, partition = self.index, leader_epoch, partition_epoch = pe, "ISR change committed")
                 }
+                // Retried every backoff while the controller is away: keep it quiet.
+                Err(e @ AlterIsrError::Retriable(_)) => {
+                    debug!(topic = %self.topic, partition = self.index, leader_epoch, error = %e, "ISR change not committed")
+                }
                 Err(e) => {
-                    warn!(topic = %self.topic, partition = self.index, leader_epoch, error = %e, "ISR change not committed")
+                    warn!(topic = %self.topic, partition = self.index, leader_epoch, error = %e, "ISR change refused")
                 }
             }
             self.leader_event(&mut inner, event, &mut out);
