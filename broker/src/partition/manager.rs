@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -74,6 +75,8 @@ pub struct ReplicaManager {
     background: Mutex<Option<JoinHandle<()>>>,
     /// Serializes `sync` calls (images are applied in order).
     sync_lock: Mutex<()>,
+    /// Subscribers to leadership changes.
+    listeners: Mutex<Vec<mpsc::UnboundedSender<LeadershipChange>>>,
     shutdown: CancellationToken,
 }
 
@@ -107,6 +110,7 @@ impl ReplicaManager {
             fetchers: Mutex::new(HashMap::new()),
             background: Mutex::new(None),
             sync_lock: Mutex::new(()),
+            listeners: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
         }
     }
@@ -136,6 +140,29 @@ impl ReplicaManager {
             .iter()
             .filter(|p| p.is_under_replicated())
             .count()
+    }
+
+    /// Every later leadership change, in order, whichever `sync` caused it
+    /// (for leader-only duties such as the group coordinator's
+    /// `__consumer_offsets` partitions). Dropping the receiver unsubscribes.
+    pub fn leadership_changes(&self) -> mpsc::UnboundedReceiver<LeadershipChange> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tx);
+        rx
+    }
+
+    fn notify(&self, changes: &[LeadershipChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        listeners.retain(|l| changes.iter().all(|c| l.send(c.clone()).is_ok()));
     }
 
     /// Partitions this broker leads.
@@ -270,6 +297,7 @@ impl ReplicaManager {
                 }
             }
         }
+        self.notify(&report.changes);
         report
     }
 

@@ -181,8 +181,12 @@ pub struct FollowerPosition {
 /// duties (the group coordinator of `__consumer_offsets`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoleChange {
-    /// Now leads at this epoch (also reported for a new epoch of the same leader).
-    BecameLeader { leader_epoch: i32 },
+    /// Now leads at this epoch. `already_leading`: a new epoch of an
+    /// uninterrupted leadership (nothing leader-only needs reloading).
+    BecameLeader {
+        leader_epoch: i32,
+        already_leading: bool,
+    },
     /// Now follows `leader` (−1: no leader) at this epoch, having led before.
     StoppedLeading { leader: i32, leader_epoch: i32 },
     /// Follows a different leader or epoch, not having led.
@@ -628,7 +632,8 @@ impl Partition {
             config,
         );
         let commands = state.start();
-        if inner.leader().is_none() {
+        let already_leading = inner.leader().is_some();
+        if !already_leading {
             inner.led_since = epoch;
         }
         inner.role = Role::Leader(Box::new(state));
@@ -646,6 +651,7 @@ impl Partition {
         );
         RoleChange::BecameLeader {
             leader_epoch: epoch,
+            already_leading,
         }
     }
 

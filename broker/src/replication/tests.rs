@@ -240,12 +240,16 @@ async fn follower_replicates_byte_identical_and_truncates_after_failover() {
     let a = Node::start(1, dirs[0].path(), &cfg).await;
     let b = Node::start(2, dirs[1].path(), &cfg).await;
     let id = Uuid::new_v4();
+    let mut a_changes = a.manager.leadership_changes();
 
     // Epoch 1: A leads, B follows, both in the ISR. Only A knows it yet.
     let img1 = image(&[&a, &b], id, 1, &[1, 2], 1, 1);
     assert_eq!(
         a.sync(&img1),
-        vec![RoleChange::BecameLeader { leader_epoch: 1 }]
+        vec![RoleChange::BecameLeader {
+            leader_epoch: 1,
+            already_leading: false
+        }]
     );
     let pa = a.partition();
     let first = produce(&pa, testing::batch_with(&[b"a", b"b"], 1, 7, 0, 0), true);
@@ -292,7 +296,10 @@ async fn follower_replicates_byte_identical_and_truncates_after_failover() {
     let img2 = image(&[&a, &b], id, 2, &[1, 2], 2, 2);
     assert_eq!(
         b.sync(&img2),
-        vec![RoleChange::BecameLeader { leader_epoch: 2 }]
+        vec![RoleChange::BecameLeader {
+            leader_epoch: 2,
+            already_leading: false
+        }]
     );
     let committed = pb.log_end();
     let stale = produce(&pa, testing::batch(4, 30, 100), true);
@@ -340,6 +347,22 @@ async fn follower_replicates_byte_identical_and_truncates_after_failover() {
     eventually("A converges on B", || pa.log_end() == pb.log_end()).await;
     assert_eq!(log_bytes(&pa), log_bytes(&pb), "identical after truncation");
     assert_eq!(pb.high_watermark(), pb.log_end());
+    let seen: Vec<RoleChange> = std::iter::from_fn(|| a_changes.try_recv().ok())
+        .map(|c| c.change)
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            RoleChange::BecameLeader {
+                leader_epoch: 1,
+                already_leading: false
+            },
+            RoleChange::StoppedLeading {
+                leader: 2,
+                leader_epoch: 2
+            }
+        ]
+    );
     // A now follows and refuses produce.
     let mut batch = testing::batch(1, 10, 300);
     assert_eq!(
@@ -463,7 +486,10 @@ async fn acks_all_survives_a_new_epoch_of_the_same_leader() {
     let img2 = image(&[&a, &b], id, 1, &[1, 2], 2, 2);
     assert_eq!(
         a.sync(&img2),
-        vec![RoleChange::BecameLeader { leader_epoch: 2 }]
+        vec![RoleChange::BecameLeader {
+            leader_epoch: 2,
+            already_leading: true
+        }]
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!acked.is_finished());
