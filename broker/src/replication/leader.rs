@@ -340,50 +340,39 @@ impl LeaderState {
 
     /// Moves the high and ack watermarks forward if the ISR allows.
     fn advance(&mut self, out: &mut Vec<Command>) {
-        // While an expansion is pending, the new member already counts (Kafka's
-        // "maximal ISR"): the watermark must not outrun a replica about to join.
-        let counted: BTreeSet<i32> = match &self.pending_isr {
-            Some(p) => self.isr.iter().chain(p.iter()).copied().collect(),
-            None => self.isr.clone(),
-        };
-        if counted.len() < self.config.min_insync_replicas || !self.has_min_isr() {
+        // The committed ISR must be large enough (the counted set below is a
+        // superset of it, so it is then too).
+        if !self.has_min_isr() {
             return;
         }
-        let end_of = |r: &i32| {
-            if *r == self.node_id {
-                Some(self.log_end_offset)
+        // While an expansion is pending, the new member already counts (Kafka's
+        // "maximal ISR"): the watermark must not outrun a replica about to join.
+        // No allocation: this runs on every append and follower fetch.
+        let pending: &[i32] = self.pending_isr.as_deref().unwrap_or(&[]);
+        let (mut min_end, mut min_durable) = (i64::MAX, i64::MAX);
+        for r in self.isr.iter().chain(pending) {
+            let (end, durable) = if *r == self.node_id {
+                (self.log_end_offset, self.durable_offset)
             } else {
-                self.followers.get(r).map(|f| f.log_end_offset)
-            }
-        };
-        let durable_of = |r: &i32| {
-            if *r == self.node_id {
-                Some(self.durable_offset)
-            } else {
-                self.followers.get(r).map(|f| f.durable_offset)
-            }
-        };
-        let Some(min_end) = counted
-            .iter()
-            .map(end_of)
-            .collect::<Option<Vec<_>>>()
-            .and_then(|v| v.into_iter().min())
-        else {
+                match self.followers.get(r) {
+                    Some(f) => (f.log_end_offset, f.durable_offset),
+                    // A member that is not a replica: nothing can be decided.
+                    None => return,
+                }
+            };
+            min_end = min_end.min(end);
+            min_durable = min_durable.min(durable);
+        }
+        if min_end == i64::MAX {
             return;
-        };
+        }
         if min_end > self.high_watermark {
             self.high_watermark = min_end;
             out.push(Command::HighWatermark(min_end));
         }
         let ack = match self.config.durability {
             AckDurability::Memory => self.high_watermark,
-            AckDurability::Fsync => counted
-                .iter()
-                .map(durable_of)
-                .collect::<Option<Vec<_>>>()
-                .and_then(|v| v.into_iter().min())
-                .unwrap_or(-1)
-                .min(self.high_watermark),
+            AckDurability::Fsync => min_durable.min(self.high_watermark),
         };
         if ack > self.ack_watermark {
             self.ack_watermark = ack;
