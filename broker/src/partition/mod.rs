@@ -33,7 +33,7 @@ use crate::log::{
 };
 use crate::metadata::image::PartitionImage;
 use crate::producer::{BatchCheck, ProducerError, ProducerState, ProducerSummary};
-use crate::replication::divergence::{self, Truncation};
+use crate::replication::divergence::{self, FetchCheck, Truncation};
 use crate::replication::fencing::{EpochRefusal, check_leader_epoch};
 use crate::replication::{
     AlterIsr, AlterIsrError, Command, Event, IsrChannel, LeaderConfig, LeaderState, monotonic_ms,
@@ -810,22 +810,36 @@ impl Partition {
             let leading = matches!(inner.role, Role::Leader(_));
             check_leader_epoch(leading, inner.leader_epoch, fetch.current_leader_epoch)?;
             let leo = inner.log.log_end_offset();
-            if let Some(diverging) = divergence::check_fetch(
+            let start = inner.log.log_start_offset();
+            let out_of_range = || ReadError::OffsetOutOfRange {
+                offset: fetch.fetch_offset,
+                log_start_offset: start,
+                log_end_offset: leo,
+            };
+            // Below our log start the follower must restart, diverging or not (as Kafka).
+            if fetch.fetch_offset < start {
+                return Err(out_of_range().into());
+            }
+            match divergence::check_fetch(
                 inner.log.epochs(),
                 leo,
                 fetch.last_fetched_epoch,
                 fetch.fetch_offset,
             ) {
-                let read = ReadResult {
-                    slice: None,
-                    high_watermark: inner.high_watermark,
-                    log_start_offset: inner.log.log_start_offset(),
-                    log_end_offset: leo,
-                };
-                return Ok(FollowerRead {
-                    read,
-                    diverging: Some(diverging),
-                });
+                FetchCheck::Proceed => {}
+                FetchCheck::Undetermined => return Err(out_of_range().into()),
+                FetchCheck::Diverging { epoch, end_offset } => {
+                    let read = ReadResult {
+                        slice: None,
+                        high_watermark: inner.high_watermark,
+                        log_start_offset: start,
+                        log_end_offset: leo,
+                    };
+                    return Ok(FollowerRead {
+                        read,
+                        diverging: Some((epoch, end_offset)),
+                    });
+                }
             }
             let slice = inner.log.read(
                 fetch.fetch_offset,
