@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -500,6 +500,157 @@ async fn acks_all_survives_a_new_epoch_of_the_same_leader() {
         .expect("task")
         .expect("acknowledged at the new epoch");
     assert_eq!(b.partition().log_end(), 2);
+    a.stop();
+    b.stop();
+}
+
+fn fetch_request(
+    topic_id: Uuid,
+    replica: i32,
+    offset: i64,
+    current_leader_epoch: i32,
+    last_fetched_epoch: i32,
+    max_wait_ms: i32,
+) -> FetchRequest {
+    use kafka_protocol::messages::BrokerId;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+    FetchRequest::default()
+        .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(replica)))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(offset)
+                        .with_current_leader_epoch(current_leader_epoch)
+                        .with_last_fetched_epoch(last_fetched_epoch)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ])
+}
+
+async fn answer(
+    node: &Node,
+    req: FetchRequest,
+) -> kafka_protocol::messages::fetch_response::PartitionData {
+    let ctx = FetchContext {
+        replicas: node.manager.clone(),
+        bytes_out: None,
+    };
+    let current = node
+        .image
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let response = match fetch::handle(ctx, &current, req, 16) {
+        Ok(r) => r,
+        Err(later) => later.await,
+    };
+    response.responses[0].partitions[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_answers_follower_fetches_as_kafka_does() {
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let cfg = [("skiff.ack.durability", "memory")];
+    let a = Node::start(1, dirs[0].path(), &cfg).await;
+    let b = Node::start(2, dirs[1].path(), &cfg).await;
+    let id = Uuid::new_v4();
+    let img = image(&[&a, &b], id, 1, &[1, 2], 3, 3);
+    a.sync(&img);
+    let pa = a.partition();
+    produce(&pa, testing::batch(2, 10, 1), false);
+    produce(&pa, testing::batch(3, 10, 2), false);
+    assert_eq!((pa.log_end(), pa.high_watermark()), (5, 0));
+
+    // Epoch fencing (KIP-320).
+    assert_eq!(
+        answer(&a, fetch_request(id, 2, 0, 2, -1, 0))
+            .await
+            .error_code,
+        74
+    );
+    assert_eq!(
+        answer(&a, fetch_request(id, 2, 0, 4, -1, 0))
+            .await
+            .error_code,
+        76
+    );
+    // A consumer sees nothing beyond the high watermark.
+    let consumer = answer(&a, fetch_request(id, -1, 0, 3, -1, 0)).await;
+    assert_eq!(consumer.error_code, 0);
+    assert!(consumer.records.unwrap_or_default().is_empty());
+    // A follower reads up to the log end.
+    let follower = answer(&a, fetch_request(id, 2, 0, 3, -1, 0)).await;
+    assert_eq!(follower.error_code, 0);
+    assert_eq!(
+        follower.records.unwrap_or_default(),
+        Bytes::from(log_bytes(&pa))
+    );
+    // Its next fetch at the log end moves the high watermark, and says so.
+    let caught_up = answer(&a, fetch_request(id, 2, 5, 3, 3, 0)).await;
+    assert_eq!((caught_up.error_code, caught_up.high_watermark), (0, 5));
+    assert_eq!(pa.high_watermark(), 5);
+    // Diverging logs (KIP-595's diverging_epoch): an epoch the leader never
+    // had, and offsets past its log end in its own epoch.
+    let d = answer(&a, fetch_request(id, 2, 5, 3, 2, 0)).await;
+    assert_eq!(
+        (d.diverging_epoch.epoch, d.diverging_epoch.end_offset),
+        (2, 0)
+    );
+    let d = answer(&a, fetch_request(id, 2, 7, 3, 3, 0)).await;
+    assert_eq!(
+        (d.diverging_epoch.epoch, d.diverging_epoch.end_offset),
+        (3, 5)
+    );
+    assert!(d.records.unwrap_or_default().is_empty());
+
+    // A parked follower fetch wakes when the log end moves (not only the high watermark).
+    let parked = {
+        let req = fetch_request(id, 2, 5, 3, 3, 5_000);
+        let ctx = FetchContext {
+            replicas: a.manager.clone(),
+            bytes_out: None,
+        };
+        let current = a
+            .image
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let later = fetch::handle(ctx, &current, req, 16).expect_err("parks");
+        tokio::spawn(later)
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!parked.is_finished());
+    let started = tokio::time::Instant::now();
+    produce(&pa, testing::batch(1, 10, 3), false);
+    let woke = tokio::time::timeout(Duration::from_secs(3), parked)
+        .await
+        .expect("woken before max_wait")
+        .expect("task");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let p = &woke.responses[0].partitions[0];
+    assert!(!p.records.clone().unwrap_or_default().is_empty());
+    assert_eq!(
+        p.high_watermark, 5,
+        "the follower does not have offset 5 yet"
+    );
+
+    // A follower refuses consumers.
+    b.sync(&img);
+    assert_eq!(
+        answer(&b, fetch_request(id, -1, 0, 3, -1, 0))
+            .await
+            .error_code,
+        6
+    );
     a.stop();
     b.stop();
 }
