@@ -546,11 +546,18 @@ async fn metrics_loop(broker: Arc<Broker>, shutdown: CancellationToken) {
             .partitions
             .with_label_values(&["hosted"])
             .set(all.len() as i64);
+        let leaders = all.iter().filter(|p| p.is_leader()).count();
+        let under = all.iter().filter(|p| p.is_under_replicated()).count();
         broker
             .metrics
             .partitions
             .with_label_values(&["leader"])
-            .set(all.len() as i64);
+            .set(leaders as i64);
+        broker
+            .metrics
+            .partitions
+            .with_label_values(&["under_replicated"])
+            .set(under as i64);
         broker
             .metrics
             .log_bytes
