@@ -27,8 +27,9 @@ use crate::metadata::identity::{self, IdentityError};
 use crate::metadata::quorum::{Quorum, QuorumConfig, QuorumError};
 use crate::metadata::request::{ControllerReply, ControllerRequest, Refusal};
 use crate::metrics::Metrics;
-use crate::partition::ReplicaManager;
+use crate::partition::manager::LeadershipChange;
 use crate::partition::offsets_store::PartitionOffsetStore;
+use crate::partition::{ReplicaManager, RoleChange};
 use crate::protocol::server;
 
 /// Name of the internal topic holding committed offsets and group metadata.
@@ -222,8 +223,9 @@ impl Broker {
             Err(e) if e.code == crate::metadata::api::TOPIC_ALREADY_EXISTS => {}
             Err(e) => return Err(e.to_string()),
         }
-        // The coordinator serves a group only once its partition is loaded.
-        self.groups.load().await.map_err(|e| e.to_string())
+        // Leaders of its partitions load them as leadership arrives
+        // (`follow_leadership`); clients retry until then.
+        Ok(())
     }
 
     /// Hands out a producer id, taking a new block from the metadata when the
@@ -354,11 +356,13 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
     )
     .await;
 
-    let replicas = Arc::new(ReplicaManager::new(
+    let replicas = Arc::new(ReplicaManager::with_isr_channel(
         opts.node_id,
         &opts.data_dir,
         config.clone(),
+        client.clone(),
     ));
+    let leadership = replicas.leadership_changes();
     let image = quorum.image();
     replicas.remove_strays(&image);
     let failed = replicas.sync(&image);
@@ -372,12 +376,11 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
     let store = Arc::new(PartitionOffsetStore::new(replicas.clone()));
     let group_config = GroupConfig::from_broker(&config);
     let groups = GroupCoordinator::new(store, group_config);
-    if image.topics.contains_key(OFFSETS_TOPIC) {
-        groups
-            .load()
-            .await
-            .map_err(|e| StartError::Internal(format!("loading consumer groups: {e}")))?;
-    }
+    tasks.push(tokio::spawn(follow_leadership(
+        groups.clone(),
+        leadership,
+        shutdown.clone(),
+    )));
 
     let metrics = Metrics::new(opts.node_id);
     let broker = Arc::new(Broker {
@@ -450,6 +453,37 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
         tasks,
         kafka_server: Mutex::new(Some(kafka_server)),
     })
+}
+
+/// Loads the consumer groups of each `__consumer_offsets` partition this
+/// broker comes to lead, and drops them when leadership moves away.
+async fn follow_leadership(
+    groups: Arc<GroupCoordinator>,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<LeadershipChange>,
+    shutdown: CancellationToken,
+) {
+    groups.start_offset_expiry();
+    loop {
+        let change = tokio::select! {
+            () = shutdown.cancelled() => return,
+            change = changes.recv() => match change { Some(c) => c, None => return },
+        };
+        if change.topic != OFFSETS_TOPIC {
+            continue;
+        }
+        match change.change {
+            RoleChange::BecameLeader {
+                already_leading: false,
+                ..
+            } => {
+                if let Err(e) = groups.load_partition(change.partition).await {
+                    error!(partition = change.partition, error = %e, "cannot load consumer groups");
+                }
+            }
+            RoleChange::StoppedLeading { .. } => groups.unload_partition(change.partition),
+            RoleChange::BecameLeader { .. } | RoleChange::Follower { .. } => {}
+        }
+    }
 }
 
 /// Applies every new metadata image: partitions open, close, lead or follow.

@@ -9,24 +9,31 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::active::{Answer, Controller};
 use super::broker_lifecycle::Registration;
 use super::quorum::{Quorum, RpcClient};
+use super::reassignment::AlterIsr;
 use super::request::{
     ControllerReply, ControllerRequest, NOT_CONTROLLER, Refusal, STALE_BROKER_EPOCH,
 };
+use crate::replication::isr::{AlterIsrError, IsrChannel};
 
 /// Error code for "the controller could not be reached in time" (REQUEST_TIMED_OUT).
 const TIMED_OUT: i16 = 7;
 /// How long a caller waits for an active controller before giving up.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+/// ISR changes are retried by the leader's state machine; one try is short.
+const ISR_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Sends controller requests and keeps the broker's session alive.
 #[derive(Debug)]
 pub struct ControllerClient {
+    me: std::sync::Weak<ControllerClient>,
     node_id: i32,
     log: Quorum,
     local: Arc<Controller>,
@@ -37,7 +44,8 @@ pub struct ControllerClient {
 
 impl ControllerClient {
     pub fn new(node_id: i32, log: Quorum, local: Arc<Controller>) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             node_id,
             log,
             local,
@@ -215,5 +223,35 @@ impl ControllerClient {
                 Err(e) => debug!(error = %e, "heartbeat failed"),
             }
         }
+    }
+}
+
+impl IsrChannel for ControllerClient {
+    fn alter_isr(&self, req: AlterIsr) -> BoxFuture<'static, Result<i32, AlterIsrError>> {
+        let Some(this) = self.me.upgrade() else {
+            return futures::future::ready(Err(AlterIsrError::Retriable(
+                "the broker is shutting down".into(),
+            )))
+            .boxed();
+        };
+        async move {
+            match this
+                .call(ControllerRequest::AlterIsr(req), ISR_DEADLINE)
+                .await
+            {
+                Ok(ControllerReply::PartitionEpoch { epoch }) => Ok(epoch),
+                Ok(other) => Err(AlterIsrError::Invalid(format!(
+                    "unexpected controller reply {other:?}"
+                ))),
+                Err(e) => Err(match e.code {
+                    // FENCED_LEADER_EPOCH, INVALID_UPDATE_VERSION, NOT_LEADER_OR_FOLLOWER,
+                    // UNKNOWN_TOPIC_OR_PARTITION: metadata moved on.
+                    74 | 108 | 6 | 3 => AlterIsrError::Fenced,
+                    NOT_CONTROLLER | TIMED_OUT => AlterIsrError::Retriable(e.message),
+                    _ => AlterIsrError::Invalid(e.to_string()),
+                }),
+            }
+        }
+        .boxed()
     }
 }

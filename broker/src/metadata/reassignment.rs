@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::image::{MetadataImage, NO_LEADER, PartitionImage};
 use super::partition_change::{change_record, elect, unclean_allowed};
 use super::records::MetadataRecord;
+pub use crate::replication::isr::AlterIsr;
 
 /// A refused ISR change or reassignment, with Kafka's error code.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -48,17 +49,6 @@ impl ChangeError {
             Self::NoReassignmentInProgress => 85,
         }
     }
-}
-
-/// A leader's request to set the ISR of a partition.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AlterIsr {
-    pub topic_id: Uuid,
-    pub partition: i32,
-    pub leader: i32,
-    pub leader_epoch: i32,
-    pub partition_epoch: i32,
-    pub isr: Vec<i32>,
 }
 
 fn partition<'a>(

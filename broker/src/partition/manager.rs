@@ -73,8 +73,9 @@ pub struct ReplicaManager {
     checkpointed: Mutex<HighWatermarks>,
     fetchers: Mutex<HashMap<i32, FetcherHandle>>,
     background: Mutex<Option<JoinHandle<()>>>,
-    /// Serializes `sync` calls (images are applied in order).
-    sync_lock: Mutex<()>,
+    /// Serializes `sync` calls and holds the record count of the last image
+    /// applied (images are applied in order).
+    sync_lock: Mutex<u64>,
     /// Subscribers to leadership changes.
     listeners: Mutex<Vec<mpsc::UnboundedSender<LeadershipChange>>>,
     shutdown: CancellationToken,
@@ -109,7 +110,7 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             fetchers: Mutex::new(HashMap::new()),
             background: Mutex::new(None),
-            sync_lock: Mutex::new(()),
+            sync_lock: Mutex::new(0),
             listeners: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
         }
@@ -185,10 +186,15 @@ impl ReplicaManager {
     /// partitions whose topic is gone, and re-targets the fetchers. Call it
     /// with every new image, in order.
     pub fn sync_report(self: &Arc<Self>, image: &MetadataImage) -> SyncReport {
-        let _serial = self
+        let mut applied = self
             .sync_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // Several tasks apply images; an older one arriving late changes nothing.
+        if image.records < *applied {
+            return SyncReport::default();
+        }
+        *applied = image.records;
         self.start_background();
         let mut report = SyncReport::default();
         let mut wanted: HashMap<Key, ()> = HashMap::new();

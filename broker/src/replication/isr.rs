@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use uuid::Uuid;
 
 /// A leader's request to set a partition's ISR.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AlterIsr {
     pub topic_id: Uuid,
     pub partition: i32,

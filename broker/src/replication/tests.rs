@@ -166,6 +166,12 @@ fn image(
                 host: "127.0.0.1".into(),
                 port: i32::from(n.port),
                 rack: None,
+                incarnation: Uuid::nil(),
+                epoch: 0,
+                controller: None,
+                fenced: false,
+                shutting_down: false,
+                draining: false,
             },
         );
     }
@@ -178,6 +184,8 @@ fn image(
             isr: isr.to_vec(),
             leader_epoch,
             partition_epoch,
+            adding: Vec::new(),
+            removing: Vec::new(),
         },
     );
     img.topics.insert(
