@@ -83,13 +83,14 @@ def free_port() -> int:
 
 
 def wait_until(probe: Callable[[], T], what: str, timeout_s: float, interval_s: float = 0.1) -> T:
-    """Call ``probe`` until it returns something truthy; fail after ``timeout_s``."""
+    """Call ``probe`` until it returns something other than None or False (0 is a
+    result: broker ids start at 0); fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     last: object = None
     while True:
         try:
             result = probe()
-            if result:
+            if result is not None and result is not False:
                 return result
             last = result
         except Missing:
@@ -167,6 +168,10 @@ class Node:
 
 class Cluster:
     """N broker processes. Nodes have ids 0..n-1 (a pod's ordinal, as the operator does)."""
+
+    #: Skiff's HTTP admin endpoint (/readyz, /v1/status, ...); the Kafka reference has none.
+    has_admin_http = True
+    listen_timeout_s = 30.0
 
     def __init__(
         self,
@@ -264,7 +269,8 @@ class Cluster:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=dict(os.environ, NO_COLOR="1", RUST_LOG=os.environ.get("SKIFF_BROKER_LOG", "info")))
 
-    def _wait_listening(self, node: Node, timeout_s: float = 30.0) -> None:
+    def _wait_listening(self, node: Node) -> None:
+        timeout_s = self.listen_timeout_s
         deadline = time.monotonic() + timeout_s
         while True:
             if node.proc.poll() is not None:
@@ -572,7 +578,7 @@ class Cluster:
                 if p.error is not None or p.leader < 0 or sorted(p.isrs) != sorted(p.replicas):
                     problems.append(f"{name}-{p.id}: leader {p.leader}, replicas {p.replicas}, isr {p.isrs}"
                                     + (f", {p.error}" if p.error else ""))
-        if status and self.clustered:
+        if status and self.clustered and self.has_admin_http:
             for i in self.serving_ids():
                 n = self.under_replicated(i)
                 if n:
