@@ -536,8 +536,10 @@ class Cluster:
                      assignment: list[list[int]] | None = None, timeout_s: float = 30.0) -> None:
         """CreateTopics, then wait until every partition has a leader and a full ISR."""
         if assignment is not None:
-            topic = NewTopic(name, replica_assignment=assignment, config=config or {})
             partitions, rf = len(assignment), len(assignment[0])
+            # librdkafka wants the partition count with an assignment (and RF -1)
+            topic = NewTopic(name, num_partitions=partitions, replication_factor=-1, replica_assignment=assignment,
+                             config=config or {})
         else:
             topic = NewTopic(name, partitions, rf, config=config or {})
         try:

@@ -356,6 +356,8 @@ def read_all(bootstrap: str, topic: str, partitions: Iterable[int], *, timeout_s
         "group.id": f"full-read-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False,
         "enable.partition.eof": False,
+        # offset 0 out of range must fail the read, not silently jump to the end
+        "auto.offset.reset": "error",
         "fetch.wait.max.ms": 100,
         "socket.connection.setup.timeout.ms": 3_000,
         "reconnect.backoff.max.ms": 500,
@@ -365,8 +367,15 @@ def read_all(bootstrap: str, topic: str, partitions: Iterable[int], *, timeout_s
     try:
         deadline = time.monotonic() + timeout_s
         for p in partitions:
-            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=max(1.0, deadline - time.monotonic()))
-            out.ends[p] = high
+            def watermarks():
+                try:
+                    return c.get_watermark_offsets(TopicPartition(topic, p), timeout=5.0)
+                except KafkaException as e:  # e.g. the client dropped a dead broker mid-request
+                    if e.args[0].fatal():
+                        raise
+                    return None
+            _low, out.ends[p] = wait_until(watermarks, f"the high watermark of {topic}-{p}",
+                                          max(1.0, deadline - time.monotonic()), 0.2)
         c.assign([TopicPartition(topic, p, 0) for p in partitions])
         position = {p: 0 for p in partitions}
         while any(position[p] < out.ends[p] for p in partitions):
@@ -378,7 +387,10 @@ def read_all(bootstrap: str, topic: str, partitions: Iterable[int], *, timeout_s
             if msg is None:
                 continue
             if msg.error():
-                raise HarnessError(f"full read of {topic}: {msg.error()}")
+                err = msg.error()
+                if err.fatal() or err.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+                    raise HarnessError(f"full read of {topic}: {err}")
+                continue  # transient (a broker went away); the deadline bounds the read
             if msg.offset() >= out.ends[msg.partition()]:
                 continue  # written after the watermark was taken
             out.reads.append(Read(msg.partition(), msg.offset(), msg.value().decode()))
