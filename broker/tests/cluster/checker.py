@@ -122,6 +122,8 @@ def check(
     """
     report = Report()
     acks = [Ack(*a) for a in acks]
+    if group_reads is not None:
+        group_reads = list(group_reads)
     full = [Read(*r) for r in full_read]
     group = None if group_reads is None else [Read(*r) for r in group_reads]
     known = None if producers is None else set(producers)
@@ -150,6 +152,19 @@ def check(
     for pos, values in sorted(conflicts.items()):
         if len(values) > 1:
             report.add("offset holds two payloads", f"p{pos[0]}@{pos[1]}: {sorted(values)}")
+
+    # Acknowledgements without an offset (a delivery report may lack one, e.g. librdkafka
+    # reports a retried batch the broker calls a duplicate as delivered at offset -1):
+    # the payload must be in its partition; where exactly cannot be checked.
+    unplaced = [a for a in acks if a.offset is None or a.offset < 0]
+    acks = [a for a in acks if not (a.offset is None or a.offset < 0)]
+    group_payloads = {v: pos for pos, v in group_at.items()}
+    for a in unplaced:
+        if not any(p == a.partition for p, _ in where.get(a.payload, [])):
+            report.add("lost", f"{a.payload} acknowledged (without an offset) on p{a.partition}, not in the log"
+                       + (f"; found at {where[a.payload]}" if a.payload in where else ""))
+        elif group is not None and a.payload not in group_payloads:
+            report.add("group missed", f"{a.payload} (acknowledged without an offset) on p{a.partition}")
 
     # Acknowledgements: each unique per offset, each in the log where it was acknowledged.
     acked_at: dict[tuple[int, int], str] = {}
@@ -229,7 +244,8 @@ def check(
                     report.add("group offsets", f"p{p}: committed {c} is beyond the log end {ends[p]}")
 
     report.counts = {
-        "acknowledged": len(acks),
+        "acknowledged": len(acks) + len(unplaced),
+        **({"acknowledged without offset": len(unplaced)} if unplaced else {}),
         "in log": len(at),
         **({"group reads": len(group)} if group is not None else {}),
         "partitions": len(partitions),

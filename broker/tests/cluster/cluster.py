@@ -512,11 +512,18 @@ class Cluster:
 
     def partitions(self, topic: str, via: int | None = None) -> dict[int, object]:
         """Partition metadata (leader, replicas, isrs, error) of ``topic``, by partition id."""
-        md = self.metadata(via=via, topic=topic)
-        t = md.topics.get(topic)
-        if t is None or t.error is not None:
-            raise HarnessError(f"Metadata of {topic}: {t.error if t else 'absent'}")
-        return dict(t.partitions)
+        last = None
+
+        def probe():
+            nonlocal last
+            t = self.metadata(via=via, topic=topic).topics.get(topic)
+            last = t.error if t else "absent"
+            return dict(t.partitions) if t is not None and t.error is None else None
+
+        try:  # brokers apply metadata changes at slightly different times
+            return wait_until(probe, f"Metadata of {topic}", 10.0)
+        except HarnessError:
+            raise HarnessError(f"Metadata of {topic}: {last}") from None
 
     def leader_of(self, topic: str, partition: int, via: int | None = None) -> int:
         """The leader Metadata names for a partition (-1 if none)."""

@@ -87,7 +87,7 @@ class Run:
         return g.start()
 
     def acked_positions(self) -> set[tuple[int, int]]:
-        return {(a.partition, a.offset) for p in self.producers for a in p.checker_acks()} | {
+        return {(a.partition, a.offset) for p in self.producers for a in p.checker_acks() if a.offset >= 0} | {
             (a.partition, a.offset) for a in self.extra_acks}
 
     def stop_producers(self, flush_timeout_s: float = 60.0) -> None:

@@ -145,3 +145,13 @@ def test_report_lists_only_the_first_few_examples():
     report = check(acks, [], log_end=ends)
     assert len(report.violations["lost"]) == len(acks)
     assert report.summary().count("not in the log") == 5
+
+
+def test_ack_without_offset_needs_its_payload_in_the_partition():
+    acks, log, ends = history()
+    a = acks[10]
+    unplaced = [x if x is not a else Ack(a.partition, -1, a.payload) for x in acks]
+    assert check(unplaced, log, group_reads=log, log_end=ends).ok
+    report = check(unplaced, [r for r in log if r.payload != a.payload], log_end=ends)
+    assert "lost" in kinds(report)
+    assert "without offset" in report.summary()

@@ -116,7 +116,8 @@ class AckingProducer:
         value = msg.value().decode()
         with self._cond:
             if err is None:
-                self.acks.append(TimedAck(msg.partition(), msg.offset(), value, now))
+                offset = msg.offset()  # None when the report carries no offset
+                self.acks.append(TimedAck(msg.partition(), -1 if offset is None else offset, value, now))
             else:
                 self.failures.append(Failure(msg.partition(), value, str(err), now))
             self._cond.notify_all()
@@ -215,7 +216,10 @@ class AckingProducer:
     def summary(self) -> str:
         with self._lock:
             errors = sorted(set(self.errors))
-            return (f"producer {self.name}: sent {self.sent}, acked {len(self.acks)}, failed {len(self.failures)}"
+            unplaced = sum(1 for a in self.acks if a.offset < 0)
+            return (f"producer {self.name}: sent {self.sent}, acked {len(self.acks)}"
+                    + (f" ({unplaced} without an offset)" if unplaced else "")
+                    + f", failed {len(self.failures)}"
                     + (f" (e.g. {self.failures[0].error})" if self.failures else "")
                     + (f", unreported {self.remaining_after_flush}" if self.remaining_after_flush else "")
                     + (f", client errors {errors[:3]}" if errors else ""))
