@@ -179,14 +179,15 @@ def check(
         if stored == a.payload:
             continue
         found = where.get(a.payload) or [p for p, v in group_at.items() if v == a.payload]
-        if found:
+        if stored is None and found == [pos]:
+            report.add("lost", f"{a.payload} at p{a.partition}@{a.offset} was read by the group but is not in the "
+                       "full read (lost since, or the log end was reported too low: see short log)")
+        elif found:
             report.add("moved", f"{a.payload} acknowledged at p{a.partition}@{a.offset}, found at "
                        + ", ".join(f"p{p}@{o}" for p, o in found)
                        + (f"; p{a.partition}@{a.offset} holds {stored}" if stored else ""))
         elif stored is not None:
             report.add("lost", f"{a.payload} acknowledged at p{a.partition}@{a.offset}, which holds {stored}")
-        elif group_at.get(pos) == a.payload:
-            report.add("moved", f"{a.payload} at p{a.partition}@{a.offset} was read by the group but is missing from the full read")
         else:
             report.add("lost", f"{a.payload} acknowledged at p{a.partition}@{a.offset}, not in the log")
 

@@ -539,6 +539,27 @@ class Cluster:
 
         return wait_until(probe, f"a leader of {topic}-{partition} other than {sorted(excluded)}", timeout_s)
 
+    def wait_leaders_agree(self, topic: str, *, not_in: Iterable[int] = (), timeout_s: float = 30.0) -> dict[int, int]:
+        """Wait until every serving broker's Metadata names the same leader for each
+        partition of ``topic``, none of them in ``not_in``; returns {partition: leader}."""
+        excluded = set(not_in)
+        last: dict = {}
+
+        def probe():
+            nonlocal last
+            views = {via: {p.id: p.leader for p in self.partitions(topic, via).values()} for via in self.serving_ids()}
+            last = views
+            first = next(iter(views.values()))
+            if all(v == first for v in views.values()) and all(l >= 0 and l not in excluded for l in first.values()):
+                return first
+            return None
+
+        try:
+            return wait_until(probe, f"every broker to name the same leaders of {topic} (not {sorted(excluded)})",
+                              timeout_s, 0.2)
+        except HarnessError as e:
+            raise HarnessError(f"{e}\nleaders by broker: {last}") from None
+
     def create_topic(self, name: str, partitions: int = 3, rf: int = 3, *, config: dict[str, str] | None = None,
                      assignment: list[list[int]] | None = None, timeout_s: float = 30.0) -> None:
         """CreateTopics, then wait until every partition has a leader and a full ISR."""
@@ -573,20 +594,28 @@ class Cluster:
             raise HarnessError(f"IncrementalAlterConfigs {topic} {settings} failed: {e}") from None
 
     def replication_problems(self, topics: Iterable[str], status: bool = True) -> list[str]:
-        """Why the cluster is not fully replicated: partitions of ``topics`` without a
-        leader or with ISR != replicas (Metadata), and serving brokers whose
-        /v1/status counts under-replicated partitions (all topics, internal ones too)."""
+        """Why the cluster is not fully replicated. Asks every serving broker (a broker
+        that was just continued or restarted can answer from a stale metadata cache):
+        partitions of ``topics`` without a leader, with ISR != replicas, or whose leader
+        the brokers disagree on (Metadata); and serving brokers whose /v1/status counts
+        under-replicated partitions (all topics, internal ones too)."""
         problems = []
-        md = self.metadata()
-        for name in topics:
-            t = md.topics.get(name)
-            if t is None or t.error is not None:
-                problems.append(f"{name}: {t.error if t else 'absent from Metadata'}")
-                continue
-            for p in t.partitions.values():
-                if p.error is not None or p.leader < 0 or sorted(p.isrs) != sorted(p.replicas):
-                    problems.append(f"{name}-{p.id}: leader {p.leader}, replicas {p.replicas}, isr {p.isrs}"
-                                    + (f", {p.error}" if p.error else ""))
+        leaders: dict[tuple[str, int], dict[int, int]] = {}
+        for via in self.serving_ids():
+            md = self.metadata(via=via)
+            for name in topics:
+                t = md.topics.get(name)
+                if t is None or t.error is not None:
+                    problems.append(f"broker {via}: {name}: {t.error if t else 'absent from Metadata'}")
+                    continue
+                for p in t.partitions.values():
+                    leaders.setdefault((name, p.id), {})[via] = p.leader
+                    if p.error is not None or p.leader < 0 or sorted(p.isrs) != sorted(p.replicas):
+                        problems.append(f"broker {via}: {name}-{p.id}: leader {p.leader}, replicas {p.replicas}, "
+                                        f"isr {p.isrs}" + (f", {p.error}" if p.error else ""))
+        for (name, pid), views in sorted(leaders.items()):
+            if len(set(views.values())) > 1:
+                problems.append(f"{name}-{pid}: brokers disagree on the leader: {views}")
         if status and self.clustered and self.has_admin_http:
             for i in self.serving_ids():
                 n = self.under_replicated(i)

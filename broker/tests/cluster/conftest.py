@@ -102,6 +102,9 @@ class Run:
         read every partition from offset 0, and check. Fails on any violation, on more
         than ``max_failed`` failed sends, and on a crashed broker."""
         self.stop_producers()
+        # every serving broker agrees on leaders and ISRs: the full read below asks the
+        # real leaders for the high watermarks, not a broker with a stale view
+        self.cluster.wait_fully_replicated([self.topic], timeout_s=60)
         acked = self.acked_positions()
         committed = None
         for g in self.groups:

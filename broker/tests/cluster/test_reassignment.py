@@ -39,8 +39,9 @@ def test_reassignment_rf1_to_3_and_3_to_2(harness):
     t_kill = c.kill9(ORIGINAL)
     for i in parts:
         c.wait_leader(topic, i, not_in=[ORIGINAL], timeout_s=30)
+    c.wait_leaders_agree(topic, not_in=[ORIGINAL], timeout_s=30)
     acked = p.checker_acks()
-    mid = read_all(c.bootstrap(c.serving_ids()), topic, parts, log_path=c.client_log)
+    mid = read_all(c.bootstrap(c.serving_ids()), topic, parts, log_path=c.client_log, rounds=1)
     report = check(acked, mid.reads, log_end=mid.ends)
     print(f"with broker {ORIGINAL} dead: {report.summary()}")
     report.assert_ok()

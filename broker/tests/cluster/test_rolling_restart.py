@@ -40,3 +40,34 @@ def test_rolling_restart_keeps_acked_data(harness):
         p.wait_acked(150, since=time.monotonic(), timeout_s=30)
 
     run.finish_and_check(max_failed=0)
+
+
+def test_drain_moves_leadership_away_without_losing_writes(harness):
+    """``POST /v1/drain`` (maintenance before a restart) moves every leadership off the
+    broker while writes go on; ``DELETE /v1/drain`` lets it lead again. Guessed semantics:
+    drain = no partition led by the broker (its replicas stay in place)."""
+    c = harness.cluster(3)
+    if not c.has_admin_http:
+        pytest.skip("the reference target (Apache Kafka) has no drain endpoint")
+    run = harness.run(c, partitions=3)
+    p = run.producer(rate=400)
+    run.group(members=2)
+    p.wait_acked(300, timeout_s=30)
+
+    victim = c.leader_of(run.topic, 0)
+    t0 = time.monotonic()
+    c.drain(victim)
+    wait_until(lambda: c.partitions_led(victim) == 0, f"/v1/status of drained broker {victim} to lead nothing", 30)
+    wait_until(lambda: all(x.leader != victim for x in c.partitions(run.topic).values()),
+               f"Metadata to name no partition of {run.topic} led by drained broker {victim}", 30)
+    drained = time.monotonic() - t0
+    p.wait_acked(100, partition=0, since=time.monotonic(), timeout_s=30)
+    gap = max(p.max_ack_gap(part, t0 - 0.5, time.monotonic()) for part in run.partition_ids)
+    harness.measure(f"drain of broker {victim}", f"leaderless after {drained:.2f}s; longest ack gap {gap * 1000:.0f} ms")
+    # drained but running: still a follower in every ISR
+    c.wait_fully_replicated([run.topic], timeout_s=30)
+
+    c.undrain(victim)
+    c.wait_fully_replicated([run.topic], timeout_s=30)
+    p.wait_acked(100, since=time.monotonic(), timeout_s=30)
+    run.finish_and_check(max_failed=0)

@@ -348,12 +348,15 @@ class GroupConsumer:
 class FullRead:
     reads: list[Read] = field(default_factory=list)
     ends: dict[int, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # anomalies seen while reading
 
 
 def read_all(bootstrap: str, topic: str, partitions: Iterable[int], *, timeout_s: float = 60.0,
-             log_path: Path | None = None) -> FullRead:
+             log_path: Path | None = None, rounds: int = 3) -> FullRead:
     """Every message of every partition, from offset 0 to the high watermark, by a fresh
-    consumer outside any group (assign, no commits)."""
+    consumer outside any group (assign, no commits). The watermarks are asked again
+    after reading, up to ``rounds`` times, and the read goes on while they grow (a
+    first answer from a broker with a stale view is too low)."""
     partitions = list(partitions)
     c = Consumer({
         "bootstrap.servers": bootstrap,
@@ -370,37 +373,54 @@ def read_all(bootstrap: str, topic: str, partitions: Iterable[int], *, timeout_s
     out = FullRead()
     try:
         deadline = time.monotonic() + timeout_s
-        for p in partitions:
-            def watermarks():
+
+        def high_watermark(p: int) -> int:
+            def query():
                 try:
                     return c.get_watermark_offsets(TopicPartition(topic, p), timeout=5.0)
                 except KafkaException as e:  # e.g. the client dropped a dead broker mid-request
                     if e.args[0].fatal():
                         raise
                     return None
-            _low, out.ends[p] = wait_until(watermarks, f"the high watermark of {topic}-{p}",
-                                          max(1.0, deadline - time.monotonic()), 0.2)
+            return wait_until(query, f"the high watermark of {topic}-{p}", max(1.0, deadline - time.monotonic()),
+                              0.2)[1]
+
+        out.ends = {p: high_watermark(p) for p in partitions}
         c.assign([TopicPartition(topic, p, 0) for p in partitions])
         position = {p: 0 for p in partitions}
-        while any(position[p] < out.ends[p] for p in partitions):
-            if time.monotonic() > deadline:
-                short = {p: (position[p], out.ends[p]) for p in partitions if position[p] < out.ends[p]}
-                raise HarnessError(f"full read of {topic} did not reach the high watermarks within "
-                                   f"{timeout_s:.0f}s: (position, end) {short}")
-            msg = c.poll(0.2)
-            if msg is None:
-                continue
-            if msg.error():
-                err = msg.error()
-                if err.fatal() or err.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
-                    raise HarnessError(f"full read of {topic}: {err}")
-                continue  # transient (a broker went away); the deadline bounds the read
-            if msg.offset() >= out.ends[msg.partition()]:
-                continue  # written after the watermark was taken
-            out.reads.append(Read(msg.partition(), msg.offset(), msg.value().decode()))
-            position[msg.partition()] = msg.offset() + 1
+        for round_ in range(rounds):
+            while any(position[p] < out.ends[p] for p in partitions):
+                if time.monotonic() > deadline:
+                    short = {p: (position[p], out.ends[p]) for p in partitions if position[p] < out.ends[p]}
+                    raise HarnessError(f"full read of {topic} did not reach the high watermarks within "
+                                       f"{timeout_s:.0f}s: (position, end) {short}")
+                msg = c.poll(0.2)
+                if msg is None:
+                    continue
+                if msg.error():
+                    err = msg.error()
+                    if err.fatal() or err.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+                        raise HarnessError(f"full read of {topic}: {err}")
+                    continue  # transient (a broker went away); the deadline bounds the read
+                if msg.offset() >= out.ends[msg.partition()]:
+                    continue  # beyond the watermark taken; read again below if it moved
+                out.reads.append(Read(msg.partition(), msg.offset(), msg.value().decode()))
+                position[msg.partition()] = msg.offset() + 1
+            # Ask again: nothing is written any more, so a higher answer means the first
+            # came from a broker with a stale view; read on to the higher end.
+            again = {p: high_watermark(p) for p in partitions}
+            lower = {p: (out.ends[p], again[p]) for p in partitions if again[p] < out.ends[p]}
+            if lower:
+                out.notes.append(f"high watermark went down between two queries (first, second): {lower}")
+            if all(again[p] <= out.ends[p] for p in partitions) or round_ == rounds - 1:
+                break
+            out.notes.append(f"high watermarks moved from {out.ends} to {again} during the read")
+            out.ends = {p: max(out.ends[p], again[p]) for p in partitions}
+            c.assign([TopicPartition(topic, p, position[p]) for p in partitions])
     finally:
         c.close()
+    for note in out.notes:
+        print(f"full read of {topic}: {note}")
     return out
 
 
