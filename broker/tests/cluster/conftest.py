@@ -144,6 +144,7 @@ class Run:
 class Harness:
     def __init__(self, binary: str, tmp: Path, test_name: str):
         self.binary, self.tmp, self.test_name = binary, tmp, test_name
+        self.target = TARGET
         self.clusters: list[Cluster] = []
         self.runs: list[Run] = []
 

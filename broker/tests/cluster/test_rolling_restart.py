@@ -46,9 +46,9 @@ def test_drain_moves_leadership_away_without_losing_writes(harness):
     """``POST /v1/drain`` (maintenance before a restart) moves every leadership off the
     broker while writes go on; ``DELETE /v1/drain`` lets it lead again. Guessed semantics:
     drain = no partition led by the broker (its replicas stay in place)."""
-    c = harness.cluster(3)
-    if not c.has_admin_http:
+    if harness.target == "kafka":
         pytest.skip("the reference target (Apache Kafka) has no drain endpoint")
+    c = harness.cluster(3)
     run = harness.run(c, partitions=3)
     p = run.producer(rate=400)
     run.group(members=2)

@@ -209,6 +209,10 @@ class AckingProducer:
         points = [since, *times] + ([until] if until is not None else [])
         return max((b - a for a, b in zip(points, points[1:])), default=0.0)
 
+    def unreported(self) -> int:
+        """Messages produced that have no delivery report yet (queued or in flight)."""
+        return len(self._producer)
+
     def checker_acks(self) -> list[Ack]:
         with self._lock:
             return [Ack(a.partition, a.offset, a.payload) for a in self.acks]
