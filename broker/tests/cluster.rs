@@ -57,7 +57,7 @@ fn pytest(args: &[&str], limit: Duration) -> (bool, String) {
         .arg(dir.join("pytest.ini"))
         .args(["--rootdir"])
         .arg(&dir)
-        .args(["-s", "--tb=short"])
+        .args(["-s", "-vv", "--tb=short"])
         .args(args)
         .current_dir(&dir)
         .env("SKIFF_BROKER_BIN", env!("CARGO_BIN_EXE_skiff-broker"))

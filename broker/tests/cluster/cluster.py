@@ -428,19 +428,18 @@ class Cluster:
             raise Missing(f"GET /v1/status on broker {node_id} is not JSON: {body[:300]}") from None
 
     def under_replicated(self, node_id: int) -> int:
-        """Under-replicated partitions that broker ``node_id`` leads, from /v1/status."""
-        v = pick(self.status(node_id), "under_replicated_partitions", "under_replicated", "underReplicatedPartitions",
-                 "under_replicated_count")
+        """Under-replicated partitions that broker ``node_id`` leads (/v1/status
+        ``under_replicated``)."""
+        v = pick(self.status(node_id), "under_replicated", "under_replicated_partitions")
         return len(v) if isinstance(v, (list, dict)) else int(v)
 
     def partitions_led(self, node_id: int) -> int:
-        v = pick(self.status(node_id), "partitions_led", "leader_partitions", "leaders", "led_partitions",
-                 "partitionsLed")
+        v = pick(self.status(node_id), "leaders", "partitions_led")
         return len(v) if isinstance(v, (list, dict)) else int(v)
 
     def restart_safety(self, node_id: int) -> tuple[bool, str]:
-        """``GET /v1/restart-safety``: (safe, body). Guess: HTTP 200 means safe unless the
-        JSON says ``"safe": false``; any other status means unsafe."""
+        """``GET /v1/restart-safety``: (safe, body). HTTP 200 with ``"safe": true`` is safe,
+        409 (``"safe": false``, ``blocking`` partitions, ``quorum``) is not."""
         code, body = http("GET", self.nodes[node_id].admin_url + "/v1/restart-safety")
         if code == 404:
             raise Missing(f"broker {node_id} has no GET /v1/restart-safety (404): not landed yet")
