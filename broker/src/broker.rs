@@ -14,11 +14,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use crate::admin::http;
+use crate::admin::{http, safety};
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::group::{GroupConfig, GroupCoordinator};
-use crate::metadata::controller::{self, ControllerError, NewTopic};
+use crate::metadata::controller::{self, NewTopic};
 use crate::metadata::identity::{self, IdentityError};
+use crate::metadata::request::{self, ControllerReply, ControllerRequest, NOT_CONTROLLER, Refusal};
 use crate::metadata::{MetadataError, MetadataImage, MetadataRecord, MetadataStore};
 use crate::metrics::Metrics;
 use crate::partition::ReplicaManager;
@@ -96,42 +97,88 @@ impl Broker {
         self.metadata.image()
     }
 
+    /// Sends a request to the active controller and, once its records are
+    /// committed, brings local partitions in line with the new image.
+    pub async fn submit(&self, request: ControllerRequest) -> Result<ControllerReply, Refusal> {
+        let mut reply = None;
+        let committed = self
+            .metadata
+            .commit(|image| {
+                let (records, r) = request::plan(image, &request)?;
+                reply = Some(r);
+                Ok::<_, Refusal>(records)
+            })
+            .await
+            .map_err(|e| {
+                Refusal::new(
+                    NOT_CONTROLLER,
+                    format!("metadata could not be written: {e}"),
+                )
+            })?;
+        let image = committed?;
+        self.replicas.sync(&image);
+        reply.ok_or_else(|| Refusal::new(-1, "the controller planned no reply"))
+    }
+
     /// Creates a topic through the controller and waits until this broker has
-    /// opened its partitions.
+    /// opened its partitions. `validate_only` checks without creating.
     pub async fn create_topic(
         &self,
         topic: NewTopic,
         validate_only: bool,
-    ) -> Result<Result<Uuid, ControllerError>, MetadataError> {
+    ) -> Result<Uuid, Refusal> {
         let defaults = (
             self.config.long("num.partitions") as i32,
             self.config.long("default.replication.factor") as i32,
         );
         let id = Uuid::new_v4();
         if validate_only {
-            return Ok(controller::create_topic(&self.image(), &topic, defaults, id).map(|_| id));
+            controller::create_topic(&self.image(), &topic, defaults, id)?;
+            return Ok(id);
         }
-        let committed = self
-            .metadata
-            .commit(|image| controller::create_topic(image, &topic, defaults, id))
-            .await?;
-        Ok(committed.map(|image| {
-            self.replicas.sync(&image);
-            id
-        }))
+        self.submit(ControllerRequest::CreateTopic {
+            topic,
+            defaults,
+            id,
+        })
+        .await?;
+        Ok(id)
     }
 
-    /// Applies metadata records through the controller and brings local
-    /// partitions in line with the new image.
-    pub async fn commit<E>(
-        &self,
-        plan: impl FnOnce(&MetadataImage) -> Result<Vec<MetadataRecord>, E>,
-    ) -> Result<Result<Arc<MetadataImage>, E>, MetadataError> {
-        let committed = self.metadata.commit(plan).await?;
-        if let Ok(image) = &committed {
-            self.replicas.sync(image);
-        }
-        Ok(committed)
+    /// The metadata quorum's voters.
+    pub fn voters(&self) -> Vec<i32> {
+        vec![self.node_id]
+    }
+
+    /// The active controller, if known.
+    pub fn active_controller(&self) -> Option<i32> {
+        Some(self.node_id)
+    }
+
+    /// `/v1/status`.
+    pub fn status(&self) -> safety::BrokerStatus {
+        safety::status(
+            &self.image(),
+            self.node_id,
+            self.is_ready(),
+            self.active_controller(),
+            &self.config,
+        )
+    }
+
+    /// `/v1/restart-safety`.
+    pub fn restart_safety(&self) -> safety::RestartSafety {
+        safety::restart_safety(&self.image(), self.node_id, &self.voters(), &self.config)
+    }
+
+    /// Turns maintenance mode on (leaderships move away and stay away) or off.
+    pub async fn set_draining(&self, draining: bool) -> Result<(), Refusal> {
+        self.submit(ControllerRequest::Drain {
+            node_id: self.node_id,
+            draining,
+        })
+        .await
+        .map(|_| info!(draining, "maintenance mode changed"))
     }
 
     /// Creates `__consumer_offsets` if it does not exist yet (as Kafka does on
@@ -162,8 +209,8 @@ impl Broker {
             config,
         };
         match self.create_topic(topic, false).await {
-            Ok(Ok(_)) | Ok(Err(ControllerError::TopicAlreadyExists(_))) => {}
-            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(_) => {}
+            Err(e) if e.code == crate::metadata::api::TOPIC_ALREADY_EXISTS => {}
             Err(e) => return Err(e.to_string()),
         }
         // The coordinator serves a group only once its partition is loaded.
@@ -172,21 +219,21 @@ impl Broker {
 
     /// Hands out a producer id, taking a new block from the metadata when the
     /// current one is used up.
-    pub async fn next_producer_id(&self) -> Result<i64, MetadataError> {
+    pub async fn next_producer_id(&self) -> Result<i64, Refusal> {
         let mut block = self.producer_ids.lock().await;
         if block.0 >= block.1 {
-            let mut first = 0;
-            let committed = self
-                .metadata
-                .commit(|image| {
-                    let (f, records) = controller::allocate_producer_ids(image, PRODUCER_ID_BLOCK);
-                    first = f;
-                    Ok::<_, ()>(records)
+            let reply = self
+                .submit(ControllerRequest::AllocateProducerIds {
+                    count: PRODUCER_ID_BLOCK,
                 })
                 .await?;
-            if committed.is_ok() {
-                *block = (first, first + PRODUCER_ID_BLOCK);
-            }
+            let ControllerReply::ProducerIds { first } = reply else {
+                return Err(Refusal::new(
+                    -1,
+                    format!("unexpected controller reply {reply:?}"),
+                ));
+            };
+            *block = (first, first + PRODUCER_ID_BLOCK);
         }
         let id = block.0;
         block.0 += 1;
@@ -257,6 +304,8 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
         host: advertised_host.clone(),
         port: advertised_port,
         rack: rack.clone(),
+        incarnation: uuid::Uuid::nil(),
+        controller: None,
     };
     metadata
         .commit(|image| {
@@ -272,6 +321,12 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
             });
             if changed {
                 records.push(registration.clone());
+            }
+            if changed || current.is_some_and(|b| b.fenced) {
+                // One broker is its own controller: it is alive, so unfenced.
+                records.push(MetadataRecord::BrokerUnfenced {
+                    node_id: opts.node_id,
+                });
             }
             Ok::<_, ()>(records)
         })

@@ -7,11 +7,16 @@
 //! reads metadata (partition leadership, Metadata responses) reads the image.
 
 pub mod api;
+pub mod broker_lifecycle;
 pub mod controller;
 pub mod identity;
 pub mod image;
+pub mod partition_change;
 pub mod placement;
+pub mod quorum;
+pub mod reassignment;
 pub mod records;
+pub mod request;
 pub mod store;
 
 pub use image::{BrokerInfo, MetadataImage, PartitionImage, TopicImage};
