@@ -581,6 +581,30 @@ class Cluster:
             raise HarnessError(f"{name} created with {[(p.id, p.replicas) for p in got.values()]}, "
                                f"asked for {partitions} partitions of RF {rf}")
 
+    def elect_preferred_leaders(self, topic: str, partitions: Iterable[int], timeout_s: float = 30.0) -> None:
+        """ElectLeaders (preferred) for ``partitions`` of ``topic``; waits until every
+        serving broker names each partition's first replica as its leader. A partition
+        whose preferred replica already leads (ELECTION_NOT_NEEDED) is fine."""
+        from confluent_kafka import ElectionType, TopicPartition
+
+        partitions = list(partitions)
+        admin = self.admin()
+        try:
+            # no timeout keywords: confluent-kafka 2.16's binding rejects them (SystemError)
+            result = admin.elect_leaders(ElectionType.PREFERRED,
+                                         [TopicPartition(topic, p) for p in partitions]).result(timeout_s)
+        except KafkaException as e:
+            raise HarnessError(f"ElectLeaders (preferred) of {topic} {partitions} failed: {e}") from None
+        errors = {tp.partition: str(err) for tp, err in result.items()
+                  if err is not None and "ELECTION_NOT_NEEDED" not in str(err) and "not needed" not in str(err).lower()}
+        if errors:
+            raise HarnessError(f"ElectLeaders (preferred) of {topic}: {errors}")
+        preferred = {p: self.partitions(topic)[p].replicas[0] for p in partitions}
+        leaders = self.wait_leaders_agree(topic, timeout_s=timeout_s)
+        wait_until(lambda: all(self.wait_leaders_agree(topic, timeout_s=timeout_s)[p] == preferred[p]
+                               for p in partitions),
+                   f"the preferred replicas {preferred} to lead {topic} (leaders were {leaders})", timeout_s)
+
     def alter_topic_config(self, topic: str, settings: dict[str, str], timeout_s: float = 30.0) -> None:
         """IncrementalAlterConfigs (SET) of topic settings."""
         res = ConfigResource("topic", topic, incremental_configs=[

@@ -44,8 +44,8 @@ def test_rolling_restart_keeps_acked_data(harness):
 
 def test_drain_moves_leadership_away_without_losing_writes(harness):
     """``POST /v1/drain`` (maintenance before a restart) moves every leadership off the
-    broker while writes go on; ``DELETE /v1/drain`` lets it lead again. Guessed semantics:
-    drain = no partition led by the broker (its replicas stay in place)."""
+    broker while writes go on, and it stays a follower in every ISR; after ``DELETE
+    /v1/drain``, ElectLeaders (preferred) makes it lead its preferred partitions again."""
     if harness.target == "kafka":
         pytest.skip("the reference target (Apache Kafka) has no drain endpoint")
     c = harness.cluster(3)
@@ -69,5 +69,10 @@ def test_drain_moves_leadership_away_without_losing_writes(harness):
 
     c.undrain(victim)
     c.wait_fully_replicated([run.topic], timeout_s=30)
+    # ElectLeaders (preferred) gives the broker back the partitions it is first replica of
+    preferred = [i for i, x in c.partitions(run.topic).items() if x.replicas[0] == victim]
+    assert preferred, f"broker {victim} is the preferred leader of nothing: {c.partitions(run.topic)}"
+    c.elect_preferred_leaders(run.topic, preferred)
+    assert c.partitions_led(victim) >= len(preferred), c.status(victim)
     p.wait_acked(100, since=time.monotonic(), timeout_s=30)
     run.finish_and_check(max_failed=0)
