@@ -108,20 +108,37 @@ fn pytest(args: &[&str], limit: Duration) -> (bool, String) {
     }
 }
 
-/// The measurements, the short test summary and the final line of a pytest run.
+/// The measurements, the outcome lines of the short test summary (a -vv failure
+/// message goes on with log tails: its first line is enough here) and the final line.
 fn summary_of(lines: &[String]) -> String {
+    #[derive(PartialEq)]
+    enum Section {
+        Other,
+        Measurements,
+        ShortSummary,
+    }
     let mut out = Vec::new();
-    let mut keep = false;
+    let mut section = Section::Other;
     for line in lines {
         if line.starts_with("====") {
-            keep = line.contains("skiff cluster measurements")
-                || line.contains("short test summary info");
+            section = if line.contains("skiff cluster measurements") {
+                Section::Measurements
+            } else if line.contains("short test summary info") {
+                Section::ShortSummary
+            } else {
+                Section::Other
+            };
             if line.contains(" passed") || line.contains(" failed") || line.contains(" error") {
                 out.push(line.trim_matches(|c| c == '=' || c == ' ').to_owned());
             }
             continue;
         }
-        if keep {
+        let outcome = ["FAILED ", "ERROR ", "SKIPPED ", "XFAIL ", "XPASS "]
+            .iter()
+            .any(|p| line.starts_with(p));
+        if (section == Section::Measurements && !line.trim().is_empty())
+            || (section == Section::ShortSummary && outcome)
+        {
             out.push(line.clone());
         }
     }

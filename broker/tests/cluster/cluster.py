@@ -103,8 +103,13 @@ def wait_until(probe: Callable[[], T], what: str, timeout_s: float, interval_s: 
 
 
 def kafka_uuid() -> str:
-    """A Kafka-style cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka-style cluster id: 16 random bytes, URL-safe base64 without padding; like
+    Kafka's Uuid.randomUuid, never starting with '-' (command lines would take it for a
+    flag; the harness also passes it as --cluster-id=...)."""
+    while True:
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not value.startswith("-"):
+            return value
 
 
 def http(method: str, url: str, timeout_s: float = 2.0) -> tuple[int, str]:
@@ -227,18 +232,19 @@ class Cluster:
         return [n.id for n in self.nodes.values() if n.serving]
 
     def argv(self, node: Node) -> list[str]:
+        # --flag=value throughout: a value starting with '-' is not taken for a flag
         args = [
             self.binary,
-            "--node-id", str(node.id),
-            "--data-dir", str(node.data_dir),
-            "--listen", node.address,
-            "--admin-listen", f"127.0.0.1:{node.admin_port}",
-            "--cluster-id", self.cluster_id,
+            f"--node-id={node.id}",
+            f"--data-dir={node.data_dir}",
+            f"--listen={node.address}",
+            f"--admin-listen=127.0.0.1:{node.admin_port}",
+            f"--cluster-id={self.cluster_id}",
         ]
         if self.clustered:
-            args += ["--controller-listen", f"127.0.0.1:{node.controller_port}", "--voters", self.voters_flag]
+            args += [f"--controller-listen=127.0.0.1:{node.controller_port}", f"--voters={self.voters_flag}"]
         for k, v in self.settings.items():
-            args += ["--set", f"{k}={v}"]
+            args += [f"--set={k}={v}"]
         return args
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -259,7 +265,7 @@ class Cluster:
         node.paused = False
         argv = self.argv(node)
         with open(node.log_path, "ab") as log:
-            log.write(f"\n===== harness: start #{node.starts} of broker {node.id} at {time.strftime('%H:%M:%S')}: "
+            log.write(f"\n----- harness: start #{node.starts} of broker {node.id} at {time.strftime('%H:%M:%S')}: "
                       f"{' '.join(argv)}\n".encode())
             log.flush()
             # setpriv --pdeathsig: the broker dies with this Python process, whatever
