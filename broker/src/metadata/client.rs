@@ -91,18 +91,49 @@ impl ControllerClient {
                         &owned
                     }
                 };
-                let body = serde_json::to_value(request)
-                    .map_err(|e| Refusal::new(-1, format!("encoding a controller request: {e}")))?;
-                let answer = client
-                    .call(body, timeout)
-                    .await
-                    .map_err(|e| Refusal::new(NOT_CONTROLLER, format!("controller {l}: {e}")))?;
-                serde_json::from_value::<Result<Answer, Refusal>>(answer).map_err(|e| {
-                    Refusal::new(-1, format!("controller {l} answered garbage: {e}"))
-                })?
+                Self::send_to(l, client, request, timeout).await
             }
-            None => Err(Refusal::not_controller(None)),
+            None => {
+                // A learner learns the leader only once the leader has added
+                // it, which its registration asks for: ask every voter; the
+                // active one answers, the others refuse with NOT_CONTROLLER.
+                let mut last = Refusal::not_controller(None);
+                for (voter, addr) in self.log.voters() {
+                    if voter == self.node_id {
+                        continue;
+                    }
+                    let client = {
+                        let mut remotes =
+                            self.remotes.lock().unwrap_or_else(PoisonError::into_inner);
+                        remotes
+                            .entry(addr.clone())
+                            .or_insert_with(|| RpcClient::new(addr))
+                            .clone()
+                    };
+                    match Self::send_to(voter, &client, request, timeout).await {
+                        Err(e) if e.code == NOT_CONTROLLER => last = e,
+                        other => return other,
+                    }
+                }
+                Err(last)
+            }
         }
+    }
+
+    async fn send_to(
+        node: i32,
+        client: &RpcClient,
+        request: &ControllerRequest,
+        timeout: Duration,
+    ) -> Result<Answer, Refusal> {
+        let body = serde_json::to_value(request)
+            .map_err(|e| Refusal::new(-1, format!("encoding a controller request: {e}")))?;
+        let answer = client
+            .call(body, timeout)
+            .await
+            .map_err(|e| Refusal::new(NOT_CONTROLLER, format!("controller {node}: {e}")))?;
+        serde_json::from_value::<Result<Answer, Refusal>>(answer)
+            .map_err(|e| Refusal::new(-1, format!("controller {node} answered garbage: {e}")))?
     }
 
     /// Sends `request` to the active controller, retrying while there is none

@@ -396,10 +396,13 @@ impl Shared {
                 Ok(partition_epoch) => Event::IsrCommitted {
                     partition_epoch: *partition_epoch,
                 },
-                Err(AlterIsrError::Retriable(_)) => Event::IsrFailed {
+                // An ineligible replica (e.g. fenced until its first heartbeat
+                // after a restart) may become eligible without any change to
+                // this partition: retry after the backoff, as Kafka does.
+                Err(AlterIsrError::Retriable(_) | AlterIsrError::Invalid(_)) => Event::IsrFailed {
                     now_ms: monotonic_ms(),
                 },
-                Err(AlterIsrError::Fenced | AlterIsrError::Invalid(_)) => Event::IsrRejected,
+                Err(AlterIsrError::Fenced) => Event::IsrRejected,
             };
             match &result {
                 Ok(pe) => {
