@@ -21,6 +21,7 @@ mod rpc;
 mod server;
 mod state_machine;
 mod types;
+mod vote_file;
 
 #[cfg(test)]
 mod tests;
@@ -46,6 +47,9 @@ use self::server::Server;
 use self::state_machine::StateMachine;
 use self::types::{Batch, NodeId, Raft};
 use super::{MetadataImage, MetadataRecord};
+
+/// Longest wait for Raft's metrics to show a change this node just committed.
+const METRICS_LAG: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How a node takes part in the metadata quorum.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,7 +352,7 @@ impl Quorum {
             )
         };
         let raft = &self.inner.raft;
-        match known {
+        let written = match known {
             Some(addr) if addr == controller_addr => return Ok(()),
             Some(addr) if is_voter => {
                 return Err(QuorumError::Membership(format!(
@@ -362,14 +366,26 @@ impl Quorum {
                 )]));
                 raft.change_membership(change, true)
                     .await
-                    .map_err(QuorumError::from_write)?;
+                    .map_err(QuorumError::from_write)?
             }
-            None => {
-                raft.add_learner(node, BasicNode::new(&controller_addr), false)
-                    .await
-                    .map_err(QuorumError::from_write)?;
-            }
-        }
+            None => raft
+                .add_learner(node, BasicNode::new(&controller_addr), false)
+                .await
+                .map_err(QuorumError::from_write)?,
+        };
+        // Committed; wait until `voters`/`address_of` (read from metrics) show it too.
+        let index = written.log_id.index;
+        raft.wait(Some(METRICS_LAG))
+            .metrics(
+                |m| {
+                    m.membership_config
+                        .log_id()
+                        .is_some_and(|l| l.index >= index)
+                },
+                "membership change visible",
+            )
+            .await
+            .map_err(|e| QuorumError::Fatal(e.to_string()))?;
         tracing::info!(node = self.inner.node, learner = node, addr = %controller_addr, "metadata learner added");
         Ok(())
     }
