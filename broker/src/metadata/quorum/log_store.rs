@@ -7,10 +7,10 @@
 //!   fails its CRC or does not decode ends the log: the torn tail is cut off.
 //!   A purge rewrites the file (marker + remaining entries) and renames it
 //!   into place; metadata logs are small and purges rare.
-//! - `vote`: the vote (see `vote_file`), fdatasynced in place.
-//! - `committed.json`: the last committed log id known here, replaced atomically
-//!   but not fsynced — it only lets a restarted node re-apply committed entries
-//!   without waiting for a leader; losing it is safe.
+//! - `vote`: the vote, a `slot_file` fdatasynced in place.
+//! - `committed`: the last committed log id known here, a `slot_file` written
+//!   in place but not synced — it only lets a restarted node re-apply
+//!   committed entries without waiting for a leader; losing it is safe.
 //!
 //! Owns: durability and recovery of log entries and the vote. Must not: apply
 //! entries (that is `state_machine`) or decide what to truncate or purge
@@ -31,12 +31,12 @@ use serde::{Deserialize, Serialize};
 
 use super::durable::{self, FileError};
 use super::frame::MAX_FRAME;
+use super::slot_file::{SlotFile, SlotFileError};
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
-use super::vote_file::{VoteFile, VoteFileError};
 
 const LOG_FILE: &str = "log";
 const VOTE_FILE: &str = "vote";
-const COMMITTED_FILE: &str = "committed.json";
+const COMMITTED_FILE: &str = "committed";
 /// A write slower than this is logged.
 const SLOW_WRITE: Duration = Duration::from_millis(100);
 /// Length and CRC before each record body.
@@ -52,7 +52,7 @@ pub enum LogStoreError {
     #[error("raft log store lock poisoned by an earlier panic")]
     Poisoned,
     #[error(transparent)]
-    Vote(#[from] VoteFileError),
+    Slot(#[from] SlotFileError),
     #[error("raft log store background task failed: {0}")]
     Task(String),
 }
@@ -81,11 +81,11 @@ pub(crate) struct LogStore {
 #[derive(Debug)]
 struct LogFile {
     path: PathBuf,
-    dir: PathBuf,
     file: File,
     /// Length of the valid part of the file; the next record goes here.
     len: u64,
-    vote: VoteFile,
+    vote: SlotFile<Vote>,
+    committed: SlotFile<Option<LogId>>,
 }
 
 /// What is durable, in memory.
@@ -243,20 +243,17 @@ fn open_files(dir: &Path) -> Result<(LogFile, LogIndex), LogStoreError> {
             }
         }
     }
-    let vote_file = VoteFile::open(&dir.join(VOTE_FILE))?;
-    let vote = vote_file.vote();
-    let committed_path = dir.join(COMMITTED_FILE);
-    // A damaged hint is dropped, not fatal: see the module docs.
-    let committed = durable::read_optional(&committed_path)?
-        .and_then(|b| serde_json::from_slice::<Option<LogId>>(&b).ok())
-        .flatten();
+    let vote_file = SlotFile::open(&dir.join(VOTE_FILE))?;
+    let vote = vote_file.get();
+    let committed_file = SlotFile::open(&dir.join(COMMITTED_FILE))?;
+    let committed = committed_file.get().flatten();
     Ok((
         LogFile {
             path,
-            dir: dir.to_path_buf(),
             file,
             len: valid as u64,
             vote: vote_file,
+            committed: committed_file,
         },
         LogIndex {
             entries,
@@ -336,21 +333,20 @@ fn purge(file: &mut LogFile, index: &Mutex<LogIndex>, upto: LogId) -> Result<(),
 }
 
 fn save_vote(file: &mut LogFile, index: &Mutex<LogIndex>, vote: Vote) -> Result<(), LogStoreError> {
-    file.vote.save(vote)?;
+    file.vote.save(vote, true)?;
     lock_index(index)?.vote = Some(vote);
     Ok(())
 }
 
 fn save_committed(
-    file: &LogFile,
+    file: &mut LogFile,
     index: &Mutex<LogIndex>,
     committed: Option<LogId>,
 ) -> Result<(), LogStoreError> {
     if lock_index(index)?.committed == committed {
         return Ok(());
     }
-    let bytes = serde_json::to_vec(&committed).map_err(LogStoreError::Encode)?;
-    durable::replace_file(&file.dir.join(COMMITTED_FILE), &bytes, false)?;
+    file.committed.save(committed, false)?;
     lock_index(index)?.committed = committed;
     Ok(())
 }

@@ -19,9 +19,9 @@ mod message;
 mod network;
 mod rpc;
 mod server;
+mod slot_file;
 mod state_machine;
 mod types;
-mod vote_file;
 
 #[cfg(test)]
 mod tests;

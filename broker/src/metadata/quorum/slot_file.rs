@@ -1,51 +1,54 @@
-//! The durable Raft vote: two fixed 512-byte slots in one preallocated file,
-//! written alternately in place and made durable with `fdatasync`.
+//! A small value kept durable in place (the Raft vote, the committed log id):
+//! two fixed 512-byte slots in one preallocated file, written alternately and,
+//! when asked, made durable with `fdatasync`.
 //!
 //! Why not write-temp-and-rename: a rename needs a directory fsync, which on
 //! a busy ext4 waits for a journal commit of everybody's dirty data — votes
 //! took up to seconds that way and stretched elections. Overwriting already
 //! allocated blocks does not change metadata that `fdatasync` must flush.
-//! A torn slot fails its CRC and the other slot, holding the previous vote,
-//! wins; the higher sequence number among valid slots is the current vote.
+//! A torn slot fails its CRC and the other slot, holding the previous value,
+//! wins; the higher sequence number among valid slots is the current value.
 //!
 //! Slot: `[seq: u64 BE][len: u32 BE][crc32c(seq, len, body): u32 BE][body: JSON]`.
 //!
-//! Owns: the vote's bytes on disk. Must not: interpret the vote.
+//! Owns: the value's bytes on disk. Must not: interpret the value.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use super::durable::{self, FileError};
-use super::types::Vote;
 
 const SLOT: usize = 512;
 const SLOT_HEADER: usize = 16;
 
 /// The vote file could not be read, written or decoded.
 #[derive(Debug, thiserror::Error)]
-pub enum VoteFileError {
+pub enum SlotFileError {
     #[error(transparent)]
     File(#[from] FileError),
-    #[error("{}: vote of {len} bytes does not fit a {SLOT}-byte slot", path.display())]
+    #[error("{}: value of {len} bytes does not fit a {SLOT}-byte slot", path.display())]
     TooLarge { path: PathBuf, len: usize },
-    #[error("encoding vote: {0}")]
+    #[error("encoding value for a slot file: {0}")]
     Encode(#[source] serde_json::Error),
 }
 
-/// The open vote file.
+/// An open slot file holding a `T`.
 #[derive(Debug)]
-pub(crate) struct VoteFile {
+pub(crate) struct SlotFile<T> {
     path: PathBuf,
     file: File,
-    /// Sequence number of the current vote (0 = none yet).
+    /// Sequence number of the current value (0 = none yet).
     seq: u64,
-    vote: Option<Vote>,
+    value: Option<T>,
 }
 
-impl VoteFile {
+impl<T: Serialize + DeserializeOwned + Clone> SlotFile<T> {
     /// Opens `path`, creating and preallocating it if missing.
-    pub(crate) fn open(path: &Path) -> Result<VoteFile, VoteFileError> {
+    pub(crate) fn open(path: &Path) -> Result<SlotFile<T>, SlotFileError> {
         let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
@@ -72,39 +75,40 @@ impl VoteFile {
         if !existed && let Some(dir) = path.parent() {
             durable::sync_dir(dir)?;
         }
-        let mut best: Option<(u64, Vote)> = None;
+        let mut best: Option<(u64, T)> = None;
         for slot in 0..2 {
             let mut buf = [0u8; SLOT];
             file.read_exact_at(&mut buf, (slot * SLOT) as u64)
                 .map_err(|e| FileError::new("read", path, e))?;
-            if let Some((seq, vote)) = decode(&buf)
+            if let Some((seq, value)) = decode(&buf)
                 && best.as_ref().is_none_or(|(s, _)| seq > *s)
             {
-                best = Some((seq, vote));
+                best = Some((seq, value));
             }
         }
-        let (seq, vote) = match best {
-            Some((seq, vote)) => (seq, Some(vote)),
+        let (seq, value) = match best {
+            Some((seq, value)) => (seq, Some(value)),
             None => (0, None),
         };
-        Ok(VoteFile {
+        Ok(SlotFile {
             path: path.to_path_buf(),
             file,
             seq,
-            vote,
+            value,
         })
     }
 
-    /// The current vote.
-    pub(crate) fn vote(&self) -> Option<Vote> {
-        self.vote
+    /// The current value.
+    pub(crate) fn get(&self) -> Option<T> {
+        self.value.clone()
     }
 
-    /// Makes `vote` durable; the previous vote stays readable until this returns.
-    pub(crate) fn save(&mut self, vote: Vote) -> Result<(), VoteFileError> {
-        let body = serde_json::to_vec(&vote).map_err(VoteFileError::Encode)?;
+    /// Replaces the value; with `sync` it is durable when this returns. The
+    /// previous value stays readable if this write is torn.
+    pub(crate) fn save(&mut self, value: T, sync: bool) -> Result<(), SlotFileError> {
+        let body = serde_json::to_vec(&value).map_err(SlotFileError::Encode)?;
         if body.len() > SLOT - SLOT_HEADER {
-            return Err(VoteFileError::TooLarge {
+            return Err(SlotFileError::TooLarge {
                 path: self.path.clone(),
                 len: body.len(),
             });
@@ -119,10 +123,10 @@ impl VoteFile {
         let offset = (seq % 2) * SLOT as u64;
         self.file
             .write_all_at(&buf, offset)
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| FileError::new("write vote to", &self.path, e))?;
+            .and_then(|_| if sync { self.file.sync_data() } else { Ok(()) })
+            .map_err(|e| FileError::new("write slot of", &self.path, e))?;
         self.seq = seq;
-        self.vote = Some(vote);
+        self.value = Some(value);
         Ok(())
     }
 }
@@ -131,7 +135,7 @@ fn checksum(header: &[u8], body: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(header), body)
 }
 
-fn decode(slot: &[u8; SLOT]) -> Option<(u64, Vote)> {
+fn decode<T: DeserializeOwned>(slot: &[u8; SLOT]) -> Option<(u64, T)> {
     let seq = u64::from_be_bytes(slot[..8].try_into().ok()?);
     let len = u32::from_be_bytes(slot[8..12].try_into().ok()?) as usize;
     let crc = u32::from_be_bytes(slot[12..16].try_into().ok()?);
@@ -148,30 +152,33 @@ fn decode(slot: &[u8; SLOT]) -> Option<(u64, Vote)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::quorum::types::Vote;
+
+    type VoteFile = SlotFile<Vote>;
 
     #[test]
-    fn latest_vote_survives_reopen() {
+    fn latest_value_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vote");
         let mut f = VoteFile::open(&path).unwrap();
-        assert_eq!(f.vote(), None);
-        f.save(Vote::new(1, 1)).unwrap();
-        f.save(Vote::new(2, 3)).unwrap();
-        f.save(Vote::new_committed(2, 3)).unwrap();
+        assert_eq!(f.get(), None);
+        f.save(Vote::new(1, 1), true).unwrap();
+        f.save(Vote::new(2, 3), true).unwrap();
+        f.save(Vote::new_committed(2, 3), false).unwrap();
         drop(f);
         let mut f = VoteFile::open(&path).unwrap();
-        assert_eq!(f.vote(), Some(Vote::new_committed(2, 3)));
-        f.save(Vote::new(3, 1)).unwrap();
-        assert_eq!(VoteFile::open(&path).unwrap().vote(), Some(Vote::new(3, 1)));
+        assert_eq!(f.get(), Some(Vote::new_committed(2, 3)));
+        f.save(Vote::new(3, 1), true).unwrap();
+        assert_eq!(VoteFile::open(&path).unwrap().get(), Some(Vote::new(3, 1)));
     }
 
     #[test]
-    fn torn_slot_falls_back_to_the_previous_vote() {
+    fn torn_slot_falls_back_to_the_previous_value() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vote");
         let mut f = VoteFile::open(&path).unwrap();
-        f.save(Vote::new(4, 1)).unwrap(); // seq 1, slot 1
-        f.save(Vote::new(5, 2)).unwrap(); // seq 2, slot 0
+        f.save(Vote::new(4, 1), true).unwrap(); // seq 1, slot 1
+        f.save(Vote::new(5, 2), true).unwrap(); // seq 2, slot 0
         drop(f);
         // Tear the newest slot's body.
         let file = OpenOptions::new().write(true).open(&path).unwrap();
@@ -179,6 +186,6 @@ mod tests {
             .unwrap();
         drop(file);
         let f = VoteFile::open(&path).unwrap();
-        assert_eq!(f.vote(), Some(Vote::new(4, 1)));
+        assert_eq!(f.get(), Some(Vote::new(4, 1)));
     }
 }
