@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::QuorumError;
-pub use frame::MAX_FRAME;
+pub use frame::{FrameError, MAX_FRAME};
 pub use rpc::{ConnId, ControllerRpc, RpcClient, RpcError};
 
 use self::log_store::LogStore;
@@ -66,7 +66,10 @@ pub struct QuorumConfig {
     pub dir: PathBuf,
     /// Leader heartbeat interval.
     pub heartbeat_ms: u64,
-    /// Election timeout range; failover takes about this long.
+    /// Election timeout range (min, max). openraft 0.9 refuses votes while a
+    /// leader lease of `max` runs, so after the last heartbeat a follower
+    /// campaigns after `max` plus its own random timeout: with (150, 300) a
+    /// new leader is elected 450–600 ms after the old one dies.
     pub election_timeout_ms: (u64, u64),
     /// Take a snapshot after this many entries since the last one, and purge the log behind it.
     pub snapshot_every: u64,
