@@ -7,10 +7,10 @@
 //!   fails its CRC or does not decode ends the log: the torn tail is cut off.
 //!   A purge rewrites the file (marker + remaining entries) and renames it
 //!   into place; metadata logs are small and purges rare.
-//! - `vote.json`: the vote, replaced atomically and fsynced.
-//! - `committed.json`: the last committed log id known here, replaced atomically
-//!   but not fsynced — it only lets a restarted node re-apply committed entries
-//!   without waiting for a leader; losing it is safe.
+//! - `vote`: the vote, a `slot_file` fdatasynced in place.
+//! - `committed`: the last committed log id known here, a `slot_file` written
+//!   in place but not synced — it only lets a restarted node re-apply
+//!   committed entries without waiting for a leader; losing it is safe.
 //!
 //! Owns: durability and recovery of log entries and the vote. Must not: apply
 //! entries (that is `state_machine`) or decide what to truncate or purge
@@ -23,6 +23,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
@@ -30,11 +31,14 @@ use serde::{Deserialize, Serialize};
 
 use super::durable::{self, FileError};
 use super::frame::MAX_FRAME;
+use super::slot_file::{SlotFile, SlotFileError};
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const LOG_FILE: &str = "log";
-const VOTE_FILE: &str = "vote.json";
-const COMMITTED_FILE: &str = "committed.json";
+const VOTE_FILE: &str = "vote";
+const COMMITTED_FILE: &str = "committed";
+/// A write slower than this is logged.
+const SLOW_WRITE: Duration = Duration::from_millis(100);
 /// Length and CRC before each record body.
 const HEADER: usize = 8;
 
@@ -43,12 +47,12 @@ const HEADER: usize = 8;
 pub enum LogStoreError {
     #[error(transparent)]
     File(#[from] FileError),
-    #[error("{}: {reason}", path.display())]
-    Corrupt { path: PathBuf, reason: String },
     #[error("encoding a raft log record: {0}")]
     Encode(#[source] serde_json::Error),
     #[error("raft log store lock poisoned by an earlier panic")]
     Poisoned,
+    #[error(transparent)]
+    Slot(#[from] SlotFileError),
     #[error("raft log store background task failed: {0}")]
     Task(String),
 }
@@ -63,18 +67,30 @@ enum LogRecord {
 }
 
 /// The log store; clones share one file (openraft wants a separate reader).
+///
+/// Two locks, so readers never wait for an fsync: `file` is held by writers
+/// (on the blocking pool) across the write and fsync; `index` only briefly,
+/// to read or publish entries.
 #[derive(Debug, Clone)]
 pub(crate) struct LogStore {
-    inner: Arc<Mutex<LogFile>>,
+    file: Arc<Mutex<LogFile>>,
+    index: Arc<Mutex<LogIndex>>,
 }
 
+/// The open log file; only writers touch it.
 #[derive(Debug)]
 struct LogFile {
     path: PathBuf,
-    dir: PathBuf,
     file: File,
     /// Length of the valid part of the file; the next record goes here.
     len: u64,
+    vote: SlotFile<Vote>,
+    committed: SlotFile<Option<LogId>>,
+}
+
+/// What is durable, in memory.
+#[derive(Debug)]
+struct LogIndex {
     /// index -> (file offset of its record, entry)
     entries: BTreeMap<u64, (u64, Entry)>,
     last_purged: Option<LogId>,
@@ -85,29 +101,46 @@ struct LogFile {
 impl LogStore {
     /// Opens (or creates) the log under `dir`, cutting a torn tail.
     pub(crate) fn open(dir: &Path) -> Result<LogStore, LogStoreError> {
+        let (file, index) = open_files(dir)?;
         Ok(LogStore {
-            inner: Arc::new(Mutex::new(LogFile::open(dir)?)),
+            file: Arc::new(Mutex::new(file)),
+            index: Arc::new(Mutex::new(index)),
         })
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, LogFile>, LogStoreError> {
-        self.inner.lock().map_err(|_| LogStoreError::Poisoned)
+    fn index(&self) -> Result<MutexGuard<'_, LogIndex>, LogStoreError> {
+        self.index.lock().map_err(|_| LogStoreError::Poisoned)
     }
 
-    /// Runs a blocking file operation off the async workers.
-    async fn blocking<T, F>(&self, f: F) -> Result<T, LogStoreError>
+    /// Runs a write on the blocking pool, holding the file lock.
+    async fn write<T, F>(&self, op: &'static str, f: F) -> Result<T, LogStoreError>
     where
-        F: FnOnce(&mut LogFile) -> Result<T, LogStoreError> + Send + 'static,
+        F: FnOnce(&mut LogFile, &Mutex<LogIndex>) -> Result<T, LogStoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut file = inner.lock().map_err(|_| LogStoreError::Poisoned)?;
-            f(&mut file)
+        let (file, index) = (self.file.clone(), self.index.clone());
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut file = file.lock().map_err(|_| LogStoreError::Poisoned)?;
+            f(&mut file, &index)
         })
         .await
-        .map_err(|e| LogStoreError::Task(e.to_string()))?
+        .map_err(|e| LogStoreError::Task(e.to_string()))?;
+        let took = started.elapsed();
+        if took > SLOW_WRITE {
+            // Slow fsyncs stretch elections and commits; make them visible.
+            tracing::warn!(
+                op,
+                took_ms = took.as_millis() as u64,
+                "slow raft storage write"
+            );
+        }
+        result
     }
+}
+
+fn lock_index(index: &Mutex<LogIndex>) -> Result<MutexGuard<'_, LogIndex>, LogStoreError> {
+    index.lock().map_err(|_| LogStoreError::Poisoned)
 }
 
 fn encode_record(buf: &mut Vec<u8>, record: &LogRecord) -> Result<(), LogStoreError> {
@@ -118,6 +151,25 @@ fn encode_record(buf: &mut Vec<u8>, record: &LogRecord) -> Result<(), LogStoreEr
     buf.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
     buf.extend_from_slice(&body);
     Ok(())
+}
+
+/// Encodes `entries` as records starting at file offset `base`; returns their offsets.
+fn encode_entries(
+    buf: &mut Vec<u8>,
+    base: u64,
+    entries: Vec<Entry>,
+) -> Result<Vec<(u64, Entry)>, LogStoreError> {
+    let mut placed = Vec::with_capacity(entries.len());
+    for e in entries {
+        let offset = base + buf.len() as u64;
+        let record = LogRecord::Entry(e);
+        encode_record(buf, &record)?;
+        let LogRecord::Entry(e) = record else {
+            unreachable!("constructed as an entry above")
+        };
+        placed.push((offset, e));
+    }
+    Ok(placed)
 }
 
 /// Decodes records from the start of `bytes`; returns them with their offsets,
@@ -150,158 +202,153 @@ fn scan(bytes: &[u8]) -> (Vec<(u64, LogRecord)>, usize, Option<&'static str>) {
     (out, pos, None)
 }
 
-impl LogFile {
-    fn open(dir: &Path) -> Result<LogFile, LogStoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| FileError::new("create directory", dir, e))?;
-        let path = dir.join(LOG_FILE);
-        let existed = path.exists();
-        let bytes = durable::read_optional(&path)?.unwrap_or_default();
-        let (records, valid, cut) = scan(&bytes);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| FileError::new("open", &path, e))?;
-        if let Some(reason) = cut {
-            tracing::warn!(
-                path = %path.display(),
-                offset = valid,
-                dropped_bytes = bytes.len() - valid,
-                reason,
-                "cutting torn tail of the raft log"
-            );
-            file.set_len(valid as u64)
-                .and_then(|_| file.sync_all())
-                .map_err(|e| FileError::new("truncate torn tail of", &path, e))?;
-        }
-        if !existed {
-            durable::sync_dir(dir)?;
-        }
-        let mut entries = BTreeMap::new();
-        let mut last_purged: Option<LogId> = None;
-        for (offset, record) in records {
-            match record {
-                LogRecord::Entry(e) => {
-                    entries.insert(e.log_id.index, (offset, e));
-                }
-                LogRecord::Purged(id) => {
-                    entries.retain(|i, _| *i > id.index);
-                    last_purged = Some(id);
-                }
+fn open_files(dir: &Path) -> Result<(LogFile, LogIndex), LogStoreError> {
+    std::fs::create_dir_all(dir).map_err(|e| FileError::new("create directory", dir, e))?;
+    let path = dir.join(LOG_FILE);
+    let existed = path.exists();
+    let bytes = durable::read_optional(&path)?.unwrap_or_default();
+    let (records, valid, cut) = scan(&bytes);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| FileError::new("open", &path, e))?;
+    if let Some(reason) = cut {
+        tracing::warn!(
+            path = %path.display(),
+            offset = valid,
+            dropped_bytes = bytes.len() - valid,
+            reason,
+            "cutting torn tail of the raft log"
+        );
+        file.set_len(valid as u64)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| FileError::new("truncate torn tail of", &path, e))?;
+    }
+    if !existed {
+        durable::sync_dir(dir)?;
+    }
+    let mut entries = BTreeMap::new();
+    let mut last_purged: Option<LogId> = None;
+    for (offset, record) in records {
+        match record {
+            LogRecord::Entry(e) => {
+                entries.insert(e.log_id.index, (offset, e));
+            }
+            LogRecord::Purged(id) => {
+                entries.retain(|i, _| *i > id.index);
+                last_purged = Some(id);
             }
         }
-        let vote_path = dir.join(VOTE_FILE);
-        let vote = match durable::read_optional(&vote_path)? {
-            None => None,
-            Some(b) => Some(
-                serde_json::from_slice(&b).map_err(|e| LogStoreError::Corrupt {
-                    path: vote_path.clone(),
-                    reason: e.to_string(),
-                })?,
-            ),
-        };
-        let committed_path = dir.join(COMMITTED_FILE);
-        // A damaged hint is dropped, not fatal: see the module docs.
-        let committed = durable::read_optional(&committed_path)?
-            .and_then(|b| serde_json::from_slice::<Option<LogId>>(&b).ok())
-            .flatten();
-        Ok(LogFile {
+    }
+    let vote_file = SlotFile::open(&dir.join(VOTE_FILE))?;
+    let vote = vote_file.get();
+    let committed_file = SlotFile::open(&dir.join(COMMITTED_FILE))?;
+    let committed = committed_file.get().flatten();
+    Ok((
+        LogFile {
             path,
-            dir: dir.to_path_buf(),
             file,
             len: valid as u64,
+            vote: vote_file,
+            committed: committed_file,
+        },
+        LogIndex {
             entries,
             last_purged,
             vote,
             committed,
-        })
-    }
+        },
+    ))
+}
 
-    fn append(&mut self, new: Vec<Entry>) -> Result<(), LogStoreError> {
-        let mut buf = Vec::new();
-        let mut placed = Vec::with_capacity(new.len());
-        for e in new {
-            let offset = self.len + buf.len() as u64;
-            let record = LogRecord::Entry(e);
-            encode_record(&mut buf, &record)?;
-            let LogRecord::Entry(e) = record else {
-                unreachable!("constructed as an entry above")
-            };
-            placed.push((offset, e));
-        }
-        let path = &self.path;
-        self.file
-            .seek(SeekFrom::Start(self.len))
-            .and_then(|_| self.file.write_all(&buf))
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| FileError::new("append to", path, e))?;
-        self.len += buf.len() as u64;
-        for (offset, e) in placed {
-            self.entries.insert(e.log_id.index, (offset, e));
-        }
-        Ok(())
+/// Appends and fsyncs `new`, then publishes it.
+fn append(
+    file: &mut LogFile,
+    index: &Mutex<LogIndex>,
+    new: Vec<Entry>,
+) -> Result<(), LogStoreError> {
+    let mut buf = Vec::new();
+    let placed = encode_entries(&mut buf, file.len, new)?;
+    let path = &file.path;
+    file.file
+        .seek(SeekFrom::Start(file.len))
+        .and_then(|_| file.file.write_all(&buf))
+        .and_then(|_| file.file.sync_data())
+        .map_err(|e| FileError::new("append to", path, e))?;
+    file.len += buf.len() as u64;
+    let mut index = lock_index(index)?;
+    for (offset, e) in placed {
+        index.entries.insert(e.log_id.index, (offset, e));
     }
+    Ok(())
+}
 
-    /// Removes entries at `since` and after.
-    fn truncate(&mut self, since: u64) -> Result<(), LogStoreError> {
-        let Some((_, (offset, _))) = self.entries.range(since..).next() else {
+/// Removes entries at `since` and after.
+fn truncate(file: &mut LogFile, index: &Mutex<LogIndex>, since: u64) -> Result<(), LogStoreError> {
+    let offset = {
+        let mut index = lock_index(index)?;
+        let Some((_, (offset, _))) = index.entries.range(since..).next() else {
             return Ok(());
         };
         let offset = *offset;
-        self.file
-            .set_len(offset)
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| FileError::new("truncate", &self.path, e))?;
-        self.len = offset;
-        self.entries.split_off(&since);
-        Ok(())
-    }
+        index.entries.split_off(&since);
+        offset
+    };
+    file.file
+        .set_len(offset)
+        .and_then(|_| file.file.sync_data())
+        .map_err(|e| FileError::new("truncate", &file.path, e))?;
+    file.len = offset;
+    Ok(())
+}
 
-    /// Drops entries up to and including `upto`, rewriting the file.
-    fn purge(&mut self, upto: LogId) -> Result<(), LogStoreError> {
-        let mut buf = Vec::new();
-        encode_record(&mut buf, &LogRecord::Purged(upto))?;
-        let kept = self.entries.split_off(&(upto.index + 1));
-        let mut entries = BTreeMap::new();
-        for (index, (_, e)) in kept {
-            let offset = buf.len() as u64;
-            let record = LogRecord::Entry(e);
-            encode_record(&mut buf, &record)?;
-            let LogRecord::Entry(e) = record else {
-                unreachable!("constructed as an entry above")
-            };
-            entries.insert(index, (offset, e));
-        }
-        durable::replace_file(&self.path, &buf, true)?;
-        self.file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-            .map_err(|e| FileError::new("reopen", &self.path, e))?;
-        self.len = buf.len() as u64;
-        self.entries = entries;
-        self.last_purged = Some(upto);
-        Ok(())
-    }
+/// Drops entries up to and including `upto`, rewriting the file.
+fn purge(file: &mut LogFile, index: &Mutex<LogIndex>, upto: LogId) -> Result<(), LogStoreError> {
+    // Entries only change under the file lock, which this holds: the copy stays current.
+    let kept: Vec<Entry> = lock_index(index)?
+        .entries
+        .range(upto.index + 1..)
+        .map(|(_, (_, e))| e.clone())
+        .collect();
+    let mut buf = Vec::new();
+    encode_record(&mut buf, &LogRecord::Purged(upto))?;
+    let placed = encode_entries(&mut buf, 0, kept)?;
+    durable::replace_file(&file.path, &buf, true)?;
+    file.file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&file.path)
+        .map_err(|e| FileError::new("reopen", &file.path, e))?;
+    file.len = buf.len() as u64;
+    let mut index = lock_index(index)?;
+    index.entries = placed
+        .into_iter()
+        .map(|(o, e)| (e.log_id.index, (o, e)))
+        .collect();
+    index.last_purged = Some(upto);
+    Ok(())
+}
 
-    fn save_vote(&mut self, vote: &Vote) -> Result<(), LogStoreError> {
-        let bytes = serde_json::to_vec(vote).map_err(LogStoreError::Encode)?;
-        durable::replace_file(&self.dir.join(VOTE_FILE), &bytes, true)?;
-        self.vote = Some(*vote);
-        Ok(())
-    }
+fn save_vote(file: &mut LogFile, index: &Mutex<LogIndex>, vote: Vote) -> Result<(), LogStoreError> {
+    file.vote.save(vote, true)?;
+    lock_index(index)?.vote = Some(vote);
+    Ok(())
+}
 
-    fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), LogStoreError> {
-        if committed == self.committed {
-            return Ok(());
-        }
-        let bytes = serde_json::to_vec(&committed).map_err(LogStoreError::Encode)?;
-        durable::replace_file(&self.dir.join(COMMITTED_FILE), &bytes, false)?;
-        self.committed = committed;
-        Ok(())
+fn save_committed(
+    file: &mut LogFile,
+    index: &Mutex<LogIndex>,
+    committed: Option<LogId>,
+) -> Result<(), LogStoreError> {
+    if lock_index(index)?.committed == committed {
+        return Ok(());
     }
+    file.committed.save(committed, false)?;
+    lock_index(index)?.committed = committed;
+    Ok(())
 }
 
 fn read_err(e: LogStoreError) -> StorageError {
@@ -317,8 +364,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let log = self.lock().map_err(read_err)?;
-        Ok(log
+        let index = self.index().map_err(read_err)?;
+        Ok(index
             .entries
             .range(range)
             .map(|(_, (_, e))| e.clone())
@@ -330,11 +377,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let log = self.lock().map_err(read_err)?;
-        let last = log.entries.values().next_back().map(|(_, e)| e.log_id);
+        let index = self.index().map_err(read_err)?;
+        let last = index.entries.values().next_back().map(|(_, e)| e.log_id);
         Ok(LogState {
-            last_purged_log_id: log.last_purged,
-            last_log_id: last.or(log.last_purged),
+            last_purged_log_id: index.last_purged,
+            last_log_id: last.or(index.last_purged),
         })
     }
 
@@ -344,23 +391,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let vote = *vote;
-        self.blocking(move |log| log.save_vote(&vote))
+        self.write("save vote", move |file, index| save_vote(file, index, vote))
             .await
             .map_err(|e| StorageIOError::write_vote(openraft::AnyError::new(&e)).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        Ok(self.lock().map_err(read_err)?.vote)
+        Ok(self.index().map_err(read_err)?.vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.blocking(move |log| log.save_committed(committed))
-            .await
-            .map_err(write_err)
+        self.write("save committed", move |file, index| {
+            save_committed(file, index, committed)
+        })
+        .await
+        .map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.lock().map_err(read_err)?.committed)
+        Ok(self.index().map_err(read_err)?.committed)
     }
 
     async fn append<I>(
@@ -373,7 +422,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        match self.blocking(move |log| log.append(entries)).await {
+        match self
+            .write("append", move |file, index| append(file, index, entries))
+            .await
+        {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -387,14 +439,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         tracing::debug!(%log_id, "truncating raft log");
-        self.blocking(move |log| log.truncate(log_id.index))
-            .await
-            .map_err(write_err)
+        self.write("truncate", move |file, index| {
+            truncate(file, index, log_id.index)
+        })
+        .await
+        .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         tracing::debug!(%log_id, "purging raft log");
-        self.blocking(move |log| log.purge(log_id))
+        self.write("purge", move |file, index| purge(file, index, log_id))
             .await
             .map_err(write_err)
     }
@@ -418,7 +472,11 @@ mod tests {
     }
 
     fn indexes(store: &LogStore) -> Vec<u64> {
-        store.lock().unwrap().entries.keys().copied().collect()
+        store.index().unwrap().entries.keys().copied().collect()
+    }
+
+    fn append_now(store: &LogStore, entries: Vec<Entry>) {
+        append(&mut store.file.lock().unwrap(), &store.index, entries).unwrap();
     }
 
     #[tokio::test]
@@ -426,11 +484,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = LogStore::open(dir.path()).unwrap();
-            store
-                .lock()
-                .unwrap()
-                .append(vec![entry(1, 1), entry(1, 2), entry(1, 3)])
-                .unwrap();
+            append_now(&store, vec![entry(1, 1), entry(1, 2), entry(1, 3)]);
         }
         let path = dir.path().join(LOG_FILE);
         let full = std::fs::metadata(&path).unwrap().len();
@@ -443,7 +497,7 @@ mod tests {
         assert_eq!(indexes(&store), vec![1, 2]);
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_log_id.unwrap().index, 2);
-        store.lock().unwrap().append(vec![entry(2, 3)]).unwrap();
+        append_now(&store, vec![entry(2, 3)]);
         drop(store);
 
         let mut store = LogStore::open(dir.path()).unwrap();
@@ -460,11 +514,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = LogStore::open(dir.path()).unwrap();
-            store
-                .lock()
-                .unwrap()
-                .append(vec![entry(1, 1), entry(1, 2)])
-                .unwrap();
+            append_now(&store, vec![entry(1, 1), entry(1, 2)]);
         }
         let path = dir.path().join(LOG_FILE);
         let mut bytes = std::fs::read(&path).unwrap();
@@ -497,11 +547,11 @@ mod tests {
         {
             let mut store = LogStore::open(dir.path()).unwrap();
             let entries: Vec<Entry> = (1..=6).map(|i| entry(1, i)).collect();
-            store.lock().unwrap().append(entries).unwrap();
+            append_now(&store, entries);
             store.truncate(entry(1, 5).log_id).await.unwrap();
             store.purge(entry(1, 2).log_id).await.unwrap();
             assert_eq!(indexes(&store), vec![3, 4]);
-            store.lock().unwrap().append(vec![entry(2, 5)]).unwrap();
+            append_now(&store, vec![entry(2, 5)]);
         }
         let mut store = LogStore::open(dir.path()).unwrap();
         assert_eq!(indexes(&store), vec![3, 4, 5]);

@@ -19,6 +19,7 @@ mod message;
 mod network;
 mod rpc;
 mod server;
+mod slot_file;
 mod state_machine;
 mod types;
 
@@ -37,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::QuorumError;
-pub use frame::MAX_FRAME;
+pub use frame::{FrameError, MAX_FRAME};
 pub use rpc::{ConnId, ControllerRpc, RpcClient, RpcError};
 
 use self::log_store::LogStore;
@@ -46,6 +47,9 @@ use self::server::Server;
 use self::state_machine::StateMachine;
 use self::types::{Batch, NodeId, Raft};
 use super::{MetadataImage, MetadataRecord};
+
+/// Longest wait for Raft's metrics to show a change this node just committed.
+const METRICS_LAG: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How a node takes part in the metadata quorum.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +66,10 @@ pub struct QuorumConfig {
     pub dir: PathBuf,
     /// Leader heartbeat interval.
     pub heartbeat_ms: u64,
-    /// Election timeout range; failover takes about this long.
+    /// Election timeout range (min, max). openraft 0.9 refuses votes while a
+    /// leader lease of `max` runs, so after the last heartbeat a follower
+    /// campaigns after `max` plus its own random timeout: with (150, 300) a
+    /// new leader is elected 450–600 ms after the old one dies.
     pub election_timeout_ms: (u64, u64),
     /// Take a snapshot after this many entries since the last one, and purge the log behind it.
     pub snapshot_every: u64,
@@ -348,7 +355,7 @@ impl Quorum {
             )
         };
         let raft = &self.inner.raft;
-        match known {
+        let written = match known {
             Some(addr) if addr == controller_addr => return Ok(()),
             Some(addr) if is_voter => {
                 return Err(QuorumError::Membership(format!(
@@ -362,14 +369,26 @@ impl Quorum {
                 )]));
                 raft.change_membership(change, true)
                     .await
-                    .map_err(QuorumError::from_write)?;
+                    .map_err(QuorumError::from_write)?
             }
-            None => {
-                raft.add_learner(node, BasicNode::new(&controller_addr), false)
-                    .await
-                    .map_err(QuorumError::from_write)?;
-            }
-        }
+            None => raft
+                .add_learner(node, BasicNode::new(&controller_addr), false)
+                .await
+                .map_err(QuorumError::from_write)?,
+        };
+        // Committed; wait until `voters`/`address_of` (read from metrics) show it too.
+        let index = written.log_id.index;
+        raft.wait(Some(METRICS_LAG))
+            .metrics(
+                |m| {
+                    m.membership_config
+                        .log_id()
+                        .is_some_and(|l| l.index >= index)
+                },
+                "membership change visible",
+            )
+            .await
+            .map_err(|e| QuorumError::Fatal(e.to_string()))?;
         tracing::info!(node = self.inner.node, learner = node, addr = %controller_addr, "metadata learner added");
         Ok(())
     }

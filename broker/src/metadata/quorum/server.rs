@@ -2,8 +2,9 @@
 //! serves each one's requests in order — openraft RPCs go to the local Raft
 //! node, controller requests to the [`ControllerRpc`] hook.
 //!
-//! A bad frame (oversized, truncated, undecodable) closes its connection with
-//! a log line; nothing a peer sends can panic the listener.
+//! A bad frame (oversized or undecodable) closes its connection with a
+//! warning; a connection cut mid-frame is closed with a debug line (peers do
+//! that when a call times out). Nothing a peer sends can panic the listener.
 //!
 //! Owns: accepted connections and their ids. Must not: decide anything about
 //! the requests it carries.
@@ -16,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::frame;
+use super::frame::{self, FrameError};
 use super::message::{Request, Response};
 use super::rpc::{ConnId, ControllerRpc};
 use super::types::{NodeId, Raft};
@@ -74,7 +75,13 @@ impl Server {
             let body = match frame {
                 Ok(Some(body)) => body,
                 Ok(None) => break,
-                Err(e) => {
+                // A peer that gives up on a call (timeout) resets or cuts its
+                // connection: routine, unlike a frame nobody should send.
+                Err(e @ (FrameError::Io(_) | FrameError::Truncated { .. })) => {
+                    tracing::debug!(node = self.node, conn, %peer, error = %e, "controller connection lost");
+                    break;
+                }
+                Err(e @ FrameError::TooLarge { .. }) => {
                     tracing::warn!(node = self.node, conn, %peer, error = %e, "closing controller connection: bad frame");
                     break;
                 }
