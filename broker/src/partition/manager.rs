@@ -53,8 +53,24 @@ pub struct SyncReport {
     pub changes: Vec<LeadershipChange>,
 }
 
+/// What a fetcher's partitions are: which ones, at which leader epochs.
+type FetchKey = Vec<(uuid::Uuid, i32, Option<i32>)>;
+
+fn fetch_key(partitions: &[Arc<Partition>]) -> FetchKey {
+    let mut key: FetchKey = partitions
+        .iter()
+        .map(|p| {
+            let epoch = p.follower_position().map(|pos| pos.leader_epoch);
+            (p.topic_id, p.index, epoch)
+        })
+        .collect();
+    key.sort_unstable();
+    key
+}
+
 #[derive(Debug)]
 struct FetcherHandle {
+    key: FetchKey,
     addr: (String, i32),
     partitions: tokio::sync::watch::Sender<Vec<Arc<Partition>>>,
     cancel: CancellationToken,
@@ -332,8 +348,14 @@ impl ReplicaManager {
             keep
         });
         for (leader, partitions) in by_leader {
-            if let Some(f) = fetchers.get(&leader) {
-                f.partitions.send_replace(partitions);
+            let key = fetch_key(&partitions);
+            if let Some(f) = fetchers.get_mut(&leader) {
+                // Only a real change wakes the fetcher (it abandons a parked
+                // fetch for it): another partition, or another leader epoch.
+                if f.key != key {
+                    f.key = key;
+                    f.partitions.send_replace(partitions);
+                }
                 continue;
             }
             let Some(b) = image.brokers.get(&leader) else {
@@ -358,6 +380,7 @@ impl ReplicaManager {
             fetchers.insert(
                 leader,
                 FetcherHandle {
+                    key,
                     addr: (b.host.clone(), b.port),
                     partitions: tx,
                     cancel,

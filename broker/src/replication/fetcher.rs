@@ -52,8 +52,10 @@ const RESPONSE_GRACE: Duration = Duration::from_secs(10);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// How long a partition the leader refused (not leader, fenced, unknown
-/// epoch) sits out, waiting for newer metadata.
-const PARTITION_BACKOFF: Duration = Duration::from_millis(200);
+/// epoch) sits out, waiting for newer metadata. Short: right after a
+/// failover the leader is usually a few milliseconds behind the follower in
+/// applying the image, and acks=all waits on this follower.
+const PARTITION_BACKOFF: Duration = Duration::from_millis(50);
 /// Largest response frame accepted.
 const MAX_FRAME: usize = 256 << 20;
 /// Largest response asked for.
@@ -86,6 +88,11 @@ enum SessionError {
     Malformed(String),
     #[error("fetch refused as a whole: error {0}")]
     Refused(i16),
+    /// The partitions to fetch changed while a fetch was parked on the
+    /// leader: start over at once on a fresh connection rather than wait up
+    /// to `MAX_WAIT_MS` (after a failover acks=all waits on this follower).
+    #[error("partitions changed")]
+    Retarget,
 }
 
 /// Runs until cancelled: connects to the leader (reconnecting with bounded
@@ -124,6 +131,13 @@ pub async fn run(
         match result {
             // The manager dropped this fetcher.
             Ok(()) => return,
+            Err(SessionError::Retarget) => {
+                debug!(
+                    leader = config.leader,
+                    "fetcher: partitions changed; fetching anew"
+                );
+                continue;
+            }
             Err(e) => {
                 warn!(leader = config.leader, %addr, error = %e, retry_ms = backoff.as_millis() as u64, "fetcher: connection to leader failed")
             }
@@ -179,7 +193,13 @@ async fn session(
         let frame = encode_request(config, &wanted, correlation_id, &client_id)?;
         writer.write_all(&frame).await?;
         let wait = Duration::from_millis(MAX_WAIT_MS as u64) + RESPONSE_GRACE;
-        let response = match tokio::time::timeout(wait, frames.next()).await {
+        let answer = tokio::select! {
+            a = tokio::time::timeout(wait, frames.next()) => a,
+            changed = partitions.changed() => {
+                return if changed.is_err() { Ok(()) } else { Err(SessionError::Retarget) };
+            }
+        };
+        let response = match answer {
             Err(_) => return Err(SessionError::Timeout(wait)),
             Ok(None) => return Err(SessionError::Closed),
             Ok(Some(Err(e))) => return Err(SessionError::Malformed(e.to_string())),

@@ -41,8 +41,16 @@ def test_reassignment_rf1_to_3_and_3_to_2(harness):
         c.wait_leader(topic, i, not_in=[ORIGINAL], timeout_s=30)
     c.wait_leaders_agree(topic, not_in=[ORIGINAL], timeout_s=30)
     acked = p.checker_acks()
-    mid = read_all(c.bootstrap(c.serving_ids()), topic, parts, log_path=c.client_log, rounds=1)
-    report = check(acked, mid.reads, log_end=mid.ends)
+    # A new leader's high watermark is what it last heard as a follower; it
+    # passes the last acknowledged offsets once the other follower has fetched
+    # from it (Kafka's rule too). Read again until it has, within a bound.
+    deadline = time.monotonic() + 10
+    while True:
+        mid = read_all(c.bootstrap(c.serving_ids()), topic, parts, log_path=c.client_log, rounds=1)
+        report = check(acked, mid.reads, log_end=mid.ends)
+        if report.ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     print(f"with broker {ORIGINAL} dead: {report.summary()}")
     report.assert_ok()
     p.wait_acked(200, since=t_kill, timeout_s=30)
