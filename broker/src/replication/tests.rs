@@ -654,3 +654,38 @@ async fn leader_answers_follower_fetches_as_kafka_does() {
     a.stop();
     b.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_keep_acking_when_one_follower_is_lost() {
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let cfg = [
+        ("min.insync.replicas", "2"),
+        ("replica.lag.time.max.ms", "1000"),
+    ];
+    let a = Node::start(1, dirs[0].path(), &cfg).await;
+    let b = Node::start(2, dirs[1].path(), &cfg).await;
+    // C is assigned but down: it never fetches.
+    let c = Node::start(3, dirs[2].path(), &cfg).await;
+    let id = Uuid::new_v4();
+    let img = image(&[&a, &b, &c], id, 1, &[1, 2, 3], 1, 1);
+    a.sync(&img);
+    b.sync(&img);
+    let pa = a.partition();
+    let appended = produce(&pa, testing::batch(5, 100, 1), true);
+    // Held back by C until the lag window passes and the controller drops it.
+    tokio::time::timeout(WAIT, pa.wait_acks_all(appended.last_offset + 1, 1))
+        .await
+        .expect("settles")
+        .expect("acknowledged by the remaining ISR");
+    assert_eq!(pa.isr(), Some(vec![1, 2]));
+    assert!(pa.is_under_replicated() && !pa.is_under_min_isr());
+    assert_eq!(b.partition().log_end(), 5);
+    assert_eq!(log_bytes(&pa), log_bytes(&b.partition()));
+    a.stop();
+    b.stop();
+    c.stop();
+}
