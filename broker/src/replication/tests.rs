@@ -689,3 +689,39 @@ async fn three_replicas_keep_acking_when_one_follower_is_lost() {
     b.stop();
     c.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_follower_restarts_at_the_leaders_log_start_and_joins_the_isr() {
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let cfg = [
+        ("log.segment.bytes", "1024"),
+        ("log.retention.bytes", "2048"),
+    ];
+    let a = Node::start(1, dirs[0].path(), &cfg).await;
+    let b = Node::start(2, dirs[1].path(), &cfg).await;
+    let id = Uuid::new_v4();
+    // B is assigned but not in the ISR; A alone commits.
+    let img = image(&[&a, &b], id, 1, &[1], 1, 1);
+    a.sync(&img);
+    let pa = a.partition();
+    for i in 0..40 {
+        produce(&pa, testing::batch(2, 100, i), false);
+    }
+    assert_eq!(pa.high_watermark(), 80);
+    let start = pa.apply_retention().expect("retention");
+    assert!(start > 0, "retention moved the log start");
+
+    // B starts empty: its fetch at 0 is out of range, it restarts at A's log
+    // start, catches up and is proposed into the ISR.
+    b.sync(&img);
+    let pb = b.partition();
+    eventually("B joins the ISR", || pa.isr() == Some(vec![1, 2])).await;
+    assert_eq!(pb.offsets().0, start);
+    assert_eq!(pb.log_end(), 80);
+    assert_eq!(log_bytes(&pa), log_bytes(&pb));
+    a.stop();
+    b.stop();
+}
