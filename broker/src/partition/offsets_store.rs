@@ -116,12 +116,15 @@ impl OffsetStore for PartitionOffsetStore {
         let err = |e: &dyn std::fmt::Display| {
             StoreError::new(format!("{OFFSETS_TOPIC}-{partition}: {e}"))
         };
-        let (start, hw, _) = p.offsets();
+        // Up to the log end, as Kafka's coordinator loads: a new leader was in
+        // the ISR, so its log holds everything committed, while its high
+        // watermark may not have caught up yet.
+        let (start, _, end) = p.offsets();
         let mut out = Vec::new();
         let mut offset = start;
         let mut buf = Vec::new();
-        while offset < hw {
-            let read = p.read(offset, 1 << 20, false, true).map_err(|e| err(&e))?;
+        while offset < end {
+            let read = p.read(offset, 1 << 20, true, true).map_err(|e| err(&e))?;
             let Some(slice) = read.slice else { break };
             buf.clear();
             slice.read_into(&mut buf).map_err(|e| err(&e))?;

@@ -15,12 +15,13 @@
 //! where to truncate (`divergence`) or which leader to follow (the manager
 //! re-targets fetchers from the metadata image).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
@@ -171,7 +172,7 @@ async fn session(
     loop {
         let now = Instant::now();
         paused.retain(|_, until| *until > now);
-        let wanted: Vec<(Arc<Partition>, FollowerPosition)> = partitions
+        let mut wanted: Vec<(Arc<Partition>, FollowerPosition)> = partitions
             .borrow_and_update()
             .iter()
             .filter(|p| !paused.contains_key(&(p.topic_id, p.index)))
@@ -190,6 +191,10 @@ async fn session(
             continue;
         }
         correlation_id = correlation_id.wrapping_add(1);
+        // Only the first partition with data may exceed its byte limit (KIP-74):
+        // rotate so that no partition with a large batch starves behind others.
+        let turn = correlation_id.unsigned_abs() as usize % wanted.len();
+        wanted.rotate_left(turn);
         let frame = encode_request(config, &wanted, correlation_id, &client_id)?;
         writer.write_all(&frame).await?;
         let wait = Duration::from_millis(MAX_WAIT_MS as u64) + RESPONSE_GRACE;
@@ -344,7 +349,8 @@ fn encode_request(
     correlation_id: i32,
     client_id: &StrBytes,
 ) -> Result<BytesMut, SessionError> {
-    let mut topics: BTreeMap<Uuid, Vec<FetchPartition>> = BTreeMap::new();
+    // In the order given (rotated by the caller), grouped by topic.
+    let mut topics: IndexMap<Uuid, Vec<FetchPartition>> = IndexMap::new();
     for (p, pos) in wanted {
         let mut durable = BytesMut::with_capacity(8);
         durable.extend_from_slice(&pos.durable_offset.min(pos.log_end_offset).to_be_bytes());

@@ -4,6 +4,20 @@
 //! without I/O; the runtime that feeds them follower fetches, fsyncs and
 //! controller answers is built on top (`partition` runs the leader side,
 //! `fetcher` the follower side).
+//!
+//! Wiring, for the broker:
+//! - build the manager with `ReplicaManager::with_isr_channel(node_id, data_dir,
+//!   config, isr_channel)`, the channel implementing [`IsrChannel`] over the
+//!   active controller (Kafka's AlterPartition; `NoController` refuses every
+//!   change as retriable);
+//! - call `ReplicaManager::sync` (or `sync_report`) with every new metadata
+//!   image, in order; it opens partitions, sets roles at the image's leader
+//!   epochs and re-targets fetchers (one per leader broker, to its advertised
+//!   host and port in the image);
+//! - `ReplicaManager::leadership_changes()` streams every role change, for
+//!   leader-only duties (loading and unloading `__consumer_offsets` partitions);
+//! - `ReplicaManager::close_all()` at shutdown stops fetchers and writes the
+//!   high-watermark checkpoint.
 
 pub mod divergence;
 pub mod fencing;

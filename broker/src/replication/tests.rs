@@ -662,3 +662,74 @@ async fn leader_answers_follower_fetches_as_kafka_does() {
     a.stop();
     b.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_keep_acking_when_one_follower_is_lost() {
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let cfg = [
+        ("min.insync.replicas", "2"),
+        ("replica.lag.time.max.ms", "1000"),
+    ];
+    let a = Node::start(1, dirs[0].path(), &cfg).await;
+    let b = Node::start(2, dirs[1].path(), &cfg).await;
+    // C is assigned but down: it never fetches.
+    let c = Node::start(3, dirs[2].path(), &cfg).await;
+    let id = Uuid::new_v4();
+    let img = image(&[&a, &b, &c], id, 1, &[1, 2, 3], 1, 1);
+    a.sync(&img);
+    b.sync(&img);
+    let pa = a.partition();
+    let appended = produce(&pa, testing::batch(5, 100, 1), true);
+    // Held back by C until the lag window passes and the controller drops it.
+    tokio::time::timeout(WAIT, pa.wait_acks_all(appended.last_offset + 1, 1))
+        .await
+        .expect("settles")
+        .expect("acknowledged by the remaining ISR");
+    assert_eq!(pa.isr(), Some(vec![1, 2]));
+    assert!(pa.is_under_replicated() && !pa.is_under_min_isr());
+    assert_eq!(b.partition().log_end(), 5);
+    assert_eq!(log_bytes(&pa), log_bytes(&b.partition()));
+    a.stop();
+    b.stop();
+    c.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_follower_restarts_at_the_leaders_log_start_and_joins_the_isr() {
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let cfg = [
+        ("log.segment.bytes", "1024"),
+        ("log.retention.bytes", "2048"),
+    ];
+    let a = Node::start(1, dirs[0].path(), &cfg).await;
+    let b = Node::start(2, dirs[1].path(), &cfg).await;
+    let id = Uuid::new_v4();
+    // B is assigned but not in the ISR; A alone commits.
+    let img = image(&[&a, &b], id, 1, &[1], 1, 1);
+    a.sync(&img);
+    let pa = a.partition();
+    for i in 0..40 {
+        produce(&pa, testing::batch(2, 100, i), false);
+    }
+    assert_eq!(pa.high_watermark(), 80);
+    let start = pa.apply_retention().expect("retention");
+    assert!(start > 0, "retention moved the log start");
+
+    // B starts empty: its fetch at 0 is out of range, it restarts at A's log
+    // start, catches up and is proposed into the ISR.
+    b.sync(&img);
+    let pb = b.partition();
+    eventually("B joins the ISR", || pa.isr() == Some(vec![1, 2])).await;
+    assert_eq!(pb.offsets().0, start);
+    assert_eq!(pb.log_end(), 80);
+    assert_eq!(log_bytes(&pa), log_bytes(&pb));
+    a.stop();
+    b.stop();
+}
