@@ -112,13 +112,29 @@ pub fn unfence(image: &MetadataImage, node: i32) -> Vec<MetadataRecord> {
 }
 
 /// Records for a controlled shutdown: leaderships move to other ISR members
-/// and `node` leaves the ISRs, before it stops.
+/// and `node` leaves the ISRs, before it stops. A partition `node` leads with
+/// no other in-sync replica keeps its leader (there is nobody to hand it to;
+/// it goes offline only when the broker is gone), so in-flight requests and
+/// the last commits of consumers still succeed.
 pub fn controlled_shutdown(image: &MetadataImage, node: i32) -> Vec<MetadataRecord> {
     match image.brokers.get(&node) {
         Some(b) if !b.shutting_down => {}
         _ => return Vec::new(),
     }
-    let mut records = leave_partitions(image, node);
+    let mut records: Vec<MetadataRecord> = partitions(image)
+        .filter(|(_, _, p)| p.leader == node || p.isr.contains(&node))
+        .filter_map(|(id, i, p)| {
+            let mut next = p.clone();
+            if p.leader == node {
+                let (leader, _) = elect(image, p, false, Some(node))?;
+                next.leader = leader;
+            }
+            if next.isr.len() > 1 {
+                next.isr.retain(|&r| r != node);
+            }
+            change_record(id, i, p, next)
+        })
+        .collect();
     records.push(MetadataRecord::BrokerShuttingDown { node_id: node });
     records
 }
@@ -299,6 +315,10 @@ mod tests {
         let down = apply(&img, &controlled_shutdown(&img, 0));
         assert_eq!(state(&down), (1, vec![1, 2], 1));
         assert!(down.brokers[&0].shutting_down);
+        // Alone in the ISR: it keeps leading until it is gone.
+        let alone = image(3, &[0], 0, &[0]);
+        let down = apply(&alone, &controlled_shutdown(&alone, 0));
+        assert_eq!(state(&down), (0, vec![0], 0));
 
         let drained = apply(&img, &set_draining(&img, 0, true));
         assert_eq!(state(&drained), (1, vec![0, 1, 2], 1));

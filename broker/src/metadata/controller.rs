@@ -82,6 +82,18 @@ pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
     Ok(())
 }
 
+/// The most partitions one topic may have. Every partition is a directory
+/// with open files on each replica, and the count comes straight from a
+/// request: without a bound one CreateTopics could exhaust memory and file
+/// handles (found by fuzzing).
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+
+fn too_many(count: i32) -> ControllerError {
+    ControllerError::InvalidPartitions(format!(
+        "{count} partitions is more than the {MAX_PARTITIONS_PER_TOPIC} one topic may have"
+    ))
+}
+
 /// A topic to create.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
@@ -166,6 +178,9 @@ pub fn create_topic(
         } else {
             topic.replication_factor
         };
+        if partitions > MAX_PARTITIONS_PER_TOPIC {
+            return Err(too_many(partitions));
+        }
         if partitions < 1 {
             return Err(ControllerError::InvalidPartitions(format!(
                 "number of partitions must be at least 1, got {partitions}"
@@ -194,6 +209,9 @@ pub fn create_topic(
             return Err(ControllerError::InvalidRequest(
                 "both a replica assignment and a partition count or replication factor were given",
             ));
+        }
+        if topic.assignments.len() > MAX_PARTITIONS_PER_TOPIC as usize {
+            return Err(too_many(topic.assignments.len() as i32));
         }
         let mut sorted = topic.assignments.clone();
         sorted.sort_by_key(|(p, _)| *p);
@@ -237,6 +255,9 @@ pub fn create_partitions(
         .get(name)
         .ok_or_else(|| ControllerError::UnknownTopic(name.to_owned()))?;
     let current = topic.partitions.len() as i32;
+    if count > MAX_PARTITIONS_PER_TOPIC {
+        return Err(too_many(count));
+    }
     if count <= current {
         return Err(ControllerError::InvalidPartitions(format!(
             "topic '{name}' has {current} partitions; the count can only grow (asked for {count})"
@@ -367,6 +388,8 @@ mod tests {
             (new("a/b", 1, 1), Err(17)),
             (new("..", 1, 1), Err(17)),
             (new("ok", 0, 1), Err(37)),
+            (new("ok", MAX_PARTITIONS_PER_TOPIC + 1, 1), Err(37)),
+            (new("ok", i32::MAX, 1), Err(37)),
             (new("ok", 1, 2), Err(38)),
             (new("ok", 1, 0), Err(38)),
         ];
