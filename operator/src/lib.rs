@@ -1,0 +1,7 @@
+//! skiff-operator: reconciles `skiff.dev/v1alpha1` `Cluster` and `Topic`
+//! resources into broker StatefulSets and Kafka topics.
+//!
+//! The pipeline per reconcile: observe (I/O) → [`plan`] (pure) → apply (I/O)
+//! → status. Child objects come from the pure builders in [`build`].
+
+pub mod crd;
