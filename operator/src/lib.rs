@@ -4,4 +4,5 @@
 //! The pipeline per reconcile: observe (I/O) → [`plan`] (pure) → apply (I/O)
 //! → status. Child objects come from the pure builders in [`build`].
 
+pub mod build;
 pub mod crd;
