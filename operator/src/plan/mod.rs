@@ -3,6 +3,7 @@
 //! rule needs it, is an input).
 
 pub mod roll;
+pub mod topic;
 
 /// An action and why it is taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
