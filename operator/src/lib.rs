@@ -4,6 +4,7 @@
 //! The pipeline per reconcile: observe (I/O) → [`plan`] (pure) → apply (I/O)
 //! → status. Child objects come from the pure builders in [`build`].
 
+pub mod admin;
 pub mod build;
 pub mod crd;
 pub mod plan;

@@ -2,6 +2,7 @@
 //! becomes its Event and condition message. No I/O, no clocks (time, when a
 //! rule needs it, is an input).
 
+pub mod cluster;
 pub mod roll;
 pub mod topic;
 
