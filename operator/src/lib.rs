@@ -7,4 +7,6 @@
 pub mod admin;
 pub mod build;
 pub mod crd;
+pub mod metrics;
 pub mod plan;
+pub mod reconcile;
