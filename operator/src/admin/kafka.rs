@@ -248,12 +248,17 @@ impl KafkaAdmin {
         &mut self,
         topics: Option<&[String]>,
     ) -> Result<MetadataResponse, KafkaError> {
-        let request = MetadataRequest::default().with_topics(topics.map(|names| {
-            names
-                .iter()
-                .map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(str_bytes(n)))))
-                .collect()
-        }));
+        // Never auto-create: a Topic being reconciled must be created with its spec.
+        let request = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(topics.map(|names| {
+                names
+                    .iter()
+                    .map(|n| {
+                        MetadataRequestTopic::default().with_name(Some(TopicName(str_bytes(n))))
+                    })
+                    .collect()
+            }));
         self.send(request).await
     }
 
@@ -295,7 +300,9 @@ impl KafkaAdmin {
         let request = DescribeConfigsRequest::default().with_resources(vec![
             DescribeConfigsResource::default()
                 .with_resource_type(RESOURCE_TOPIC)
-                .with_resource_name(str_bytes(name)),
+                .with_resource_name(str_bytes(name))
+                // null asks for every key; an empty list would ask for none.
+                .with_configuration_keys(None),
         ]);
         let response = self.send(request).await?;
         let mut config = BTreeMap::new();
