@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod roll;
+pub mod scale_down;
 pub mod topic;
 
 /// An action and why it is taken.
