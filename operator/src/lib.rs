@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod build;
 pub mod crd;
+pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod reconcile;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
@@ -19,6 +20,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use skiff_operator::build::labels;
 use skiff_operator::crd::{Cluster, Topic};
+use skiff_operator::leader;
 use skiff_operator::metrics::{self, Metrics};
 use skiff_operator::reconcile::{self, Context};
 use tracing_subscriber::EnvFilter;
@@ -36,6 +38,15 @@ struct Args {
     /// Only watch this namespace (all namespaces when unset).
     #[arg(long, env = "SKIFF_WATCH_NAMESPACE")]
     namespace: Option<String>,
+    /// Elect a leader through a Lease so only one replica reconciles.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This replica's identity in the Lease (defaults to the host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
 }
 
 async fn client(args: &Args) -> Result<kube::Client, String> {
@@ -71,6 +82,20 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("metrics listener {}: {e}", args.metrics_addr))?;
     tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
     tokio::spawn(metrics::serve(listener, metrics.clone()));
+    let lease = args.leader_election.then(|| {
+        let identity = args.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        (
+            Api::<Lease>::namespaced(client.clone(), &args.lease_namespace),
+            identity,
+        )
+    });
+    if let Some((api, identity)) = &lease {
+        tracing::info!(identity, lease = leader::LEASE_NAME, namespace = %args.lease_namespace, "waiting for leadership");
+        leader::acquire(api, identity).await;
+    }
     let ctx = Context::new(client.clone(), metrics);
     let ns = args.namespace.as_deref();
     let owned =
@@ -108,8 +133,18 @@ async fn run(args: Args) -> Result<(), String> {
             }
         });
     tracing::info!(namespace = ns.unwrap_or("<all>"), "skiff-operator started");
-    futures::join!(clusters, topics);
-    Ok(())
+    match lease {
+        Some((api, identity)) => {
+            tokio::select! {
+                _ = async { futures::join!(clusters, topics) } => Ok(()),
+                () = leader::keep(&api, &identity) => Err("lost the leader Lease; exiting so a replica that holds it takes over".into()),
+            }
+        }
+        None => {
+            futures::join!(clusters, topics);
+            Ok(())
+        }
+    }
 }
 
 fn main() -> ExitCode {
