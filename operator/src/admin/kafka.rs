@@ -352,6 +352,46 @@ impl KafkaAdmin {
             .collect())
     }
 
+    /// Every partition of every topic, for cluster-wide planning.
+    pub async fn all_partitions(
+        &mut self,
+    ) -> Result<Vec<crate::plan::scale_down::Replicas>, KafkaError> {
+        let metadata = self.metadata(None).await?;
+        let mut out = Vec::new();
+        for t in metadata.topics {
+            let Some(name) = t.name else { continue };
+            for p in t.partitions {
+                out.push(crate::plan::scale_down::Replicas {
+                    topic: name.0.to_string(),
+                    partition: p.partition_index,
+                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Partitions being reassigned in the whole cluster (0 when the broker
+    /// has no ListPartitionReassignments).
+    pub async fn reassignments_in_progress(&mut self) -> Result<usize, KafkaError> {
+        if !self.supports::<ListPartitionReassignmentsRequest>() {
+            return Ok(0);
+        }
+        let request = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(OPERATION_TIMEOUT_MS)
+            .with_topics(None);
+        let response = self.send(request).await?;
+        if response.error_code != 0 {
+            return Err(broker_error(
+                ApiKey::ListPartitionReassignments,
+                "cluster",
+                response.error_code,
+                response.error_message.as_ref(),
+            ));
+        }
+        Ok(response.topics.iter().map(|t| t.partitions.len()).sum())
+    }
+
     /// Creates a topic; one that already exists counts as created (adopted).
     pub async fn create_topic(
         &mut self,

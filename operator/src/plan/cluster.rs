@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::Planned;
 use super::roll::{self, BrokerPod, RollAction, RollInput, RollPlan, Safety};
+use super::scale_down::{self, Replicas, ScaleDownAction, ScaleDownInput};
 use super::topic::Refusal;
 use crate::admin::http::BrokerState;
 use crate::crd::cluster::{BrokerStatus, ClusterStatus};
@@ -23,6 +24,8 @@ pub mod operation {
     pub const CREATING: &str = "Creating";
     /// Brokers are being added.
     pub const SCALING_UP: &str = "ScalingUp";
+    /// Leaving brokers are drained, then removed.
+    pub const SCALING_DOWN: &str = "ScalingDown";
     /// Brokers restart one at a time.
     pub const ROLLING_RESTART: &str = "RollingRestart";
     /// Volume claims grow.
@@ -69,6 +72,14 @@ pub struct ClusterObservation {
     pub unknown_config_keys: Vec<String>,
     /// Pod names by broker id (for status).
     pub pod_names: BTreeMap<i32, String>,
+    /// Every partition of the cluster, read when a scale-down is pending.
+    pub partitions: Option<Vec<Replicas>>,
+    /// Partitions being reassigned (when `partitions` was read).
+    pub reassigning: usize,
+    /// `spec.rebalance.maxMovesInFlight`.
+    pub max_moves_in_flight: usize,
+    /// `spec.storage.deleteClaim`.
+    pub delete_claims: bool,
 }
 
 /// An action on the Cluster's objects.
@@ -91,6 +102,10 @@ pub enum ClusterAction {
     },
     /// A rolling-restart step.
     Roll(RollAction),
+    /// Move partitions off leaving brokers: (topic, partition) → replicas.
+    Reassign(BTreeMap<(String, i32), Vec<i32>>),
+    /// Delete a removed broker's claim (`storage.deleteClaim`).
+    DeleteClaim(String),
 }
 
 /// The decision for one pass.
@@ -137,17 +152,56 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
 
     let current_replicas = o.statefulset.as_ref().map(|s| s.replicas);
     let mut replicas = o.desired_brokers;
+    let mut scale_down_actions = Vec::new();
+    let mut scaling_down = None;
     if let Some(current) = current_replicas.filter(|c| *c > o.desired_brokers) {
         replicas = current;
-        out.refusals.push(Refusal {
-            reason: reason::INVALID_SPEC,
-            message: format!(
-                "scale-down from {current} to {} brokers is refused: it needs draining brokers {}..{} first, which this operator version does not do yet",
-                o.desired_brokers,
-                o.desired_brokers,
-                current - 1
-            ),
-        });
+        match &o.partitions {
+            None => {
+                scaling_down = Some(format!(
+                    "scale-down from {current} to {} brokers waits for the brokers' partition map",
+                    o.desired_brokers
+                ));
+            }
+            Some(partitions) => {
+                let sd = scale_down::plan(&ScaleDownInput {
+                    current,
+                    desired: o.desired_brokers,
+                    voters: current.clamp(1, 3),
+                    partitions,
+                    reassigning: o.reassigning,
+                    max_moves_in_flight: o.max_moves_in_flight,
+                });
+                out.refusals.extend(sd.refusal);
+                scaling_down = sd.progress;
+                for Planned { action, reason } in sd.actions {
+                    match action {
+                        ScaleDownAction::Shrink(n) => {
+                            replicas = n;
+                            scaling_down = Some(reason.clone());
+                            if o.delete_claims {
+                                for claim in o.claims.keys().filter(|c| {
+                                    (n..current).any(|id| {
+                                        o.pod_names
+                                            .get(&id)
+                                            .is_some_and(|p| c.ends_with(&format!("-{p}")))
+                                    })
+                                }) {
+                                    scale_down_actions.push(Planned::new(
+                                        ClusterAction::DeleteClaim(claim.clone()),
+                                        format!("deleting claim {claim} of a removed broker (storage.deleteClaim)"),
+                                    ));
+                                }
+                            }
+                        }
+                        ScaleDownAction::Reassign(moves) => {
+                            scale_down_actions
+                                .push(Planned::new(ClusterAction::Reassign(moves), reason));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     // Storage: the claim template keeps its first size (it is immutable);
@@ -184,6 +238,7 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
             Some(_) => "applying the Cluster's objects".to_owned(),
         },
     ));
+    out.actions.extend(scale_down_actions);
     for claim in &expand {
         out.actions.push(Planned::new(
             ClusterAction::ExpandClaim {
@@ -200,6 +255,11 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
         out.progress = Some(format!("0/{replicas} brokers ready"));
         return out;
     };
+    if let Some(progress) = scaling_down.filter(|_| out.refusals.is_empty()) {
+        out.operation = operation::SCALING_DOWN;
+        out.progress = Some(progress);
+        return out;
+    }
     if sts.replicas < o.desired_brokers {
         out.operation = operation::SCALING_UP;
         out.progress = Some(format!("{ready}/{} brokers ready", o.desired_brokers));
@@ -568,26 +628,83 @@ mod tests {
     }
 
     #[test]
-    fn scale_down_is_refused_and_the_statefulset_keeps_its_size() {
+    fn scale_down_drains_first_then_shrinks_and_deletes_claims_if_asked() {
+        let pods: Vec<BrokerPod> = (0..5).map(|i| pod(i, "r2", true)).collect();
+        let mut o = observation(pods);
+        o.desired_brokers = 3;
+        o.max_moves_in_flight = 4;
+        // Without the partition map: keep 5 brokers and wait.
+        let p = plan(&o);
+        assert_eq!(
+            kinds(&p),
+            [ClusterAction::ApplyObjects {
+                replicas: 5,
+                claim_size: "10Gi".into()
+            }]
+        );
+        assert_eq!(p.operation, operation::SCALING_DOWN);
+        assert!(p.refusals.is_empty());
+        // Replicas on broker 4: move them, still at 5.
+        o.partitions = Some(vec![Replicas {
+            topic: "t".into(),
+            partition: 0,
+            replicas: vec![4, 0],
+        }]);
+        let p = plan(&o);
+        assert_eq!(
+            kinds(&p),
+            [
+                ClusterAction::ApplyObjects {
+                    replicas: 5,
+                    claim_size: "10Gi".into()
+                },
+                ClusterAction::Reassign(BTreeMap::from([(("t".into(), 0), vec![1, 0])])),
+            ]
+        );
+        // Empty: shrink to 3 and, with deleteClaim, delete the claims of 3 and 4.
+        o.partitions = Some(vec![Replicas {
+            topic: "t".into(),
+            partition: 0,
+            replicas: vec![1, 0],
+        }]);
+        o.delete_claims = true;
+        let p = plan(&o);
+        assert_eq!(
+            kinds(&p),
+            [
+                ClusterAction::ApplyObjects {
+                    replicas: 3,
+                    claim_size: "10Gi".into()
+                },
+                ClusterAction::DeleteClaim("data-prod-3".into()),
+                ClusterAction::DeleteClaim("data-prod-4".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn scale_down_below_the_voters_is_refused() {
         let mut o = observation(vec![
             pod(0, "r2", true),
             pod(1, "r2", true),
             pod(2, "r2", true),
         ]);
         o.desired_brokers = 2;
+        o.partitions = Some(vec![]);
         let p = plan(&o);
         assert_eq!(
-            kinds(&p)[0],
-            ClusterAction::ApplyObjects {
+            kinds(&p),
+            [ClusterAction::ApplyObjects {
                 replicas: 3,
                 claim_size: "10Gi".into()
-            }
+            }]
         );
-        assert!(
-            p.refusals[0]
-                .message
-                .starts_with("scale-down from 3 to 2 brokers is refused")
+        assert_eq!(
+            p.refusals[0].message,
+            "scale-down to 2 brokers is refused: brokers 0..2 are metadata-quorum voters"
         );
+        let s = status(&o, &p, "id", &[], &now());
+        assert!(condition::is_true(&s.conditions, kind::DEGRADED));
     }
 
     #[test]

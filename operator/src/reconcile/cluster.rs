@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 
 use super::{BUSY_REQUEUE, Context, FIELD_MANAGER, IDLE_REQUEUE, ReconcileError};
 use crate::admin::http;
+use crate::admin::kafka::KafkaAdmin;
 use crate::build::{self, ClusterRef, labels};
 use crate::crd::Cluster;
 use crate::crd::broker_config;
@@ -182,11 +183,38 @@ async fn observe(
         input.pods.push(broker);
     }
     input.statefulset = statefulset;
-    Ok(Observed {
+    input.max_moves_in_flight = usize::try_from(c.spec.rebalance.max_moves_in_flight).unwrap_or(1);
+    input.delete_claims = c.spec.storage.delete_claim;
+    let mut observed = Observed {
         input,
         pods,
         statefulset_generation: sts.and_then(|s| s.metadata.generation),
-    })
+    };
+    if replicas > c.spec.brokers {
+        // A scale-down is pending: the planner needs every partition's replicas.
+        if let Some(addr) = kafka_addr(c, &observed) {
+            match read_partitions(&addr).await {
+                Ok((partitions, reassigning)) => {
+                    observed.input.partitions = Some(partitions);
+                    observed.input.reassigning = reassigning;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the partition map for a scale-down")
+                }
+            }
+        }
+    }
+    Ok(observed)
+}
+
+async fn read_partitions(
+    addr: &str,
+) -> Result<(Vec<crate::plan::scale_down::Replicas>, usize), crate::admin::kafka::KafkaError> {
+    let mut admin = KafkaAdmin::connect(addr).await?;
+    Ok((
+        admin.all_partitions().await?,
+        admin.reassignments_in_progress().await?,
+    ))
 }
 
 async fn apply<K>(ctx: &Context, object: &K) -> Result<K, ReconcileError>
@@ -296,7 +324,52 @@ async fn act(
             delete_pod(cluster, c, ctx, observed, *id, reason).await
         }
         ClusterAction::Roll(RollAction::Wait | RollAction::Abort(_)) => Ok(()),
+        ClusterAction::Reassign(moves) => {
+            let addr = kafka_addr(c, observed).ok_or_else(|| {
+                ReconcileError::Broker("no Ready broker to reassign through".into())
+            })?;
+            let mut admin = KafkaAdmin::connect(&addr)
+                .await
+                .map_err(|e| ReconcileError::Broker(e.to_string()))?;
+            let mut by_topic: BTreeMap<&str, BTreeMap<i32, Vec<i32>>> = BTreeMap::new();
+            for ((topic, partition), replicas) in moves {
+                by_topic
+                    .entry(topic.as_str())
+                    .or_default()
+                    .insert(*partition, replicas.clone());
+            }
+            for (topic, moves) in by_topic {
+                admin
+                    .reassign(topic, &moves)
+                    .await
+                    .map_err(|e| ReconcileError::Broker(format!("{reason}: {e}")))?;
+            }
+            ctx.event(cluster, false, "ReassignmentStarted", reason)
+                .await;
+            Ok(())
+        }
+        ClusterAction::DeleteClaim(claim) => {
+            let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+            match api.delete(claim, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+                Err(e) => {
+                    return Err(ReconcileError::kube(format!("deleting claim {ns}/{claim}"))(e));
+                }
+            }
+            ctx.event(cluster, false, "ClaimDeleted", reason).await;
+            Ok(())
+        }
     }
+}
+
+/// Kafka address of a Ready broker.
+fn kafka_addr(c: &ClusterRef<'_>, observed: &Observed) -> Option<String> {
+    observed
+        .pods
+        .values()
+        .filter(|p| pod_ready(p))
+        .find_map(|p| admin_addr(p, c.spec.listeners.kafka_port))
 }
 
 async fn delete_pod(
