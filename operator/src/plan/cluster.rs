@@ -10,13 +10,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::Planned;
+use super::recovery::{self, BrokerHealth, RecoveryInput};
 use super::roll::{self, BrokerPod, RollAction, RollInput, RollPlan, Safety};
-use super::scale_down::{self, Replicas, ScaleDownAction, ScaleDownInput};
+use super::scale_down::{self, Moves, Replicas, ScaleDownAction, ScaleDownInput};
 use super::topic::Refusal;
 use crate::admin::http::BrokerState;
 use crate::crd::cluster::{BrokerStatus, ClusterStatus};
 use crate::crd::condition::{self, kind, reason};
 use crate::crd::quantity;
+use k8s_openapi::jiff::Timestamp;
 
 /// Operations shown in `status.operation` (the OPERATION column).
 pub mod operation {
@@ -80,6 +82,12 @@ pub struct ClusterObservation {
     pub max_moves_in_flight: usize,
     /// `spec.storage.deleteClaim`.
     pub delete_claims: bool,
+    /// Readiness history of each broker, for failure recovery.
+    pub health: Vec<BrokerHealth>,
+    /// `spec.failureRecovery.replaceAfter`.
+    pub replace_after: std::time::Duration,
+    /// The time of this pass (failure recovery is skipped without it).
+    pub now: Option<Timestamp>,
 }
 
 /// An action on the Cluster's objects.
@@ -103,7 +111,7 @@ pub enum ClusterAction {
     /// A rolling-restart step.
     Roll(RollAction),
     /// Move partitions off leaving brokers: (topic, partition) → replicas.
-    Reassign(BTreeMap<(String, i32), Vec<i32>>),
+    Reassign(Moves),
     /// Delete a removed broker's claim (`storage.deleteClaim`).
     DeleteClaim(String),
 }
@@ -247,6 +255,21 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
             },
             format!("expanding claim {claim} to {}", o.storage_size),
         ));
+    }
+
+    if let (Some(now), Some(partitions), None) = (o.now, &o.partitions, &scaling_down) {
+        let restore = recovery::plan(&RecoveryInput {
+            brokers: &o.health,
+            replace_after: o.replace_after,
+            now,
+            partitions,
+            reassigning: o.reassigning,
+            max_moves_in_flight: o.max_moves_in_flight,
+        });
+        if let Some(Planned { action, reason }) = restore {
+            out.actions
+                .push(Planned::new(ClusterAction::Reassign(action), reason));
+        }
     }
 
     let ready = o.pods.iter().filter(|p| p.ready).count();
@@ -679,6 +702,35 @@ mod tests {
                 ClusterAction::DeleteClaim("data-prod-3".into()),
                 ClusterAction::DeleteClaim("data-prod-4".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn a_broker_down_past_replace_after_gets_its_replicas_recreated() {
+        let mut o = observation(vec![
+            pod(0, "r2", true),
+            pod(1, "r2", false),
+            pod(2, "r2", true),
+            pod(3, "r2", true),
+        ]);
+        o.max_moves_in_flight = 4;
+        o.replace_after = std::time::Duration::from_secs(600);
+        o.now = Some(Timestamp::from_second(1_800_000_601).unwrap());
+        o.health = (0..4)
+            .map(|id| BrokerHealth {
+                id,
+                not_ready_since: (id == 1).then(|| Timestamp::from_second(1_800_000_000).unwrap()),
+            })
+            .collect();
+        o.partitions = Some(vec![Replicas {
+            topic: "t".into(),
+            partition: 0,
+            replicas: vec![1, 0, 2],
+        }]);
+        let p = plan(&o);
+        assert_eq!(
+            kinds(&p)[1],
+            ClusterAction::Reassign(BTreeMap::from([(("t".into(), 0), vec![3, 0, 2])]))
         );
     }
 

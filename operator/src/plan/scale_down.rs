@@ -14,6 +14,9 @@ use super::Planned;
 use super::topic::Refusal;
 use crate::crd::condition::reason;
 
+/// Partition moves: (topic, partition) → target replicas.
+pub type Moves = BTreeMap<(String, i32), Vec<i32>>;
+
 /// One partition anywhere in the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replicas {
@@ -46,7 +49,7 @@ pub struct ScaleDownInput<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScaleDownAction {
     /// AlterPartitionReassignments: (topic, partition) → target replicas.
-    Reassign(BTreeMap<(String, i32), Vec<i32>>),
+    Reassign(Moves),
     /// The leaving brokers are empty: shrink the StatefulSet to this size.
     Shrink(i32),
 }

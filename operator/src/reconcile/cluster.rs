@@ -23,6 +23,7 @@ use crate::crd::Cluster;
 use crate::crd::broker_config;
 use crate::plan::Planned;
 use crate::plan::cluster::{self as planner, ClusterAction, ClusterObservation, StatefulSetState};
+use crate::plan::recovery::{self, BrokerHealth, RecoveryInput};
 use crate::plan::roll::{BrokerPod, DrainState, RollAction};
 
 /// What observe found besides the planner's input: addresses and objects.
@@ -54,6 +55,20 @@ fn crash_looping(pod: &Pod) -> bool {
                     == Some("CrashLoopBackOff")
             })
         })
+}
+
+/// Since when a pod has not been Ready (`None` if it is Ready).
+fn not_ready_since(pod: &Pod) -> Option<Timestamp> {
+    if pod_ready(pod) {
+        return None;
+    }
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.last_transition_time.as_ref())
+        .or(pod.metadata.creation_timestamp.as_ref())
+        .map(|t| t.0)
 }
 
 fn admin_addr(pod: &Pod, port: i32) -> Option<String> {
@@ -185,12 +200,29 @@ async fn observe(
     input.statefulset = statefulset;
     input.max_moves_in_flight = usize::try_from(c.spec.rebalance.max_moves_in_flight).unwrap_or(1);
     input.delete_claims = c.spec.storage.delete_claim;
+    input.replace_after = c.spec.failure_recovery.replace_after.into();
+    input.now = Some(Timestamp::now());
+    input.health = (0..replicas)
+        .map(|id| BrokerHealth {
+            id,
+            not_ready_since: pods.get(&id).and_then(not_ready_since),
+        })
+        .collect();
     let mut observed = Observed {
         input,
         pods,
         statefulset_generation: sts.and_then(|s| s.metadata.generation),
     };
-    if replicas > c.spec.brokers {
+    let anyone_gone = !recovery::gone(&RecoveryInput {
+        brokers: &observed.input.health,
+        replace_after: observed.input.replace_after,
+        now: Timestamp::now(),
+        partitions: &[],
+        reassigning: 0,
+        max_moves_in_flight: 0,
+    })
+    .is_empty();
+    if replicas > c.spec.brokers || anyone_gone {
         // A scale-down is pending: the planner needs every partition's replicas.
         if let Some(addr) = kafka_addr(c, &observed) {
             match read_partitions(&addr).await {
