@@ -3,6 +3,7 @@
 //! rule needs it, is an input).
 
 pub mod cluster;
+pub mod rebalance;
 pub mod recovery;
 pub mod roll;
 pub mod scale_down;
