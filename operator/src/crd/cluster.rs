@@ -22,6 +22,8 @@ pub const DEFAULT_KAFKA_PORT: i32 = 9092;
 pub const DEFAULT_CONTROLLER_PORT: i32 = 9093;
 /// Default HTTP admin port (`/healthz`, `/readyz`, `/metrics`, `/v1/…`).
 pub const DEFAULT_ADMIN_PORT: i32 = 9644;
+/// Annotation that asks for a rebalance in `manual` mode (honoured while present).
+pub const REBALANCE_ANNOTATION: &str = "skiff.dev/rebalance";
 /// Default grace period before a not-Ready broker's replicas move elsewhere.
 pub const DEFAULT_REPLACE_AFTER: &str = "10m";
 

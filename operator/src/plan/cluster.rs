@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::Planned;
+use super::rebalance::{self, Placement, RebalanceInput};
 use super::recovery::{self, BrokerHealth, RecoveryInput};
 use super::roll::{self, BrokerPod, RollAction, RollInput, RollPlan, Safety};
 use super::scale_down::{self, Moves, Replicas, ScaleDownAction, ScaleDownInput};
@@ -30,6 +31,8 @@ pub mod operation {
     pub const SCALING_DOWN: &str = "ScalingDown";
     /// Brokers restart one at a time.
     pub const ROLLING_RESTART: &str = "RollingRestart";
+    /// Replicas move to even out the brokers.
+    pub const REBALANCING: &str = "Rebalancing";
     /// Volume claims grow.
     pub const EXPANDING_STORAGE: &str = "ExpandingStorage";
     /// Waiting for brokers to become Ready.
@@ -88,6 +91,12 @@ pub struct ClusterObservation {
     pub replace_after: std::time::Duration,
     /// The time of this pass (failure recovery is skipped without it).
     pub now: Option<Timestamp>,
+    /// Brokers with their racks (read with `partitions`).
+    pub brokers: Vec<rebalance::Broker>,
+    /// Rebalance now: `mode: auto`, or `manual` with the annotation.
+    pub rebalance_requested: bool,
+    /// `spec.rebalance.imbalanceThresholdPercent`.
+    pub imbalance_threshold_percent: u32,
 }
 
 /// An action on the Cluster's objects.
@@ -271,6 +280,40 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
                 .push(Planned::new(ClusterAction::Reassign(action), reason));
         }
     }
+    let mut rebalancing = false;
+    if let (Some(partitions), true, None, 0) = (
+        &o.partitions,
+        o.rebalance_requested,
+        &scaling_down,
+        o.reassigning,
+    ) {
+        let recovering = out
+            .actions
+            .iter()
+            .any(|a| matches!(a.action, ClusterAction::Reassign(_)));
+        let all_ready = o.pods.iter().all(|p| p.ready);
+        if !recovering && all_ready {
+            let placements: Vec<Placement> = partitions
+                .iter()
+                .map(|p| Placement {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    replicas: p.replicas.clone(),
+                    bytes: 0,
+                })
+                .collect();
+            if let Some(Planned { action, reason }) = rebalance::plan(&RebalanceInput {
+                brokers: &o.brokers,
+                partitions: &placements,
+                threshold_percent: o.imbalance_threshold_percent,
+                max_moves: o.max_moves_in_flight,
+            }) {
+                rebalancing = true;
+                out.actions
+                    .push(Planned::new(ClusterAction::Reassign(action), reason));
+            }
+        }
+    }
 
     let ready = o.pods.iter().filter(|p| p.ready).count();
     let Some(sts) = &o.statefulset else {
@@ -287,6 +330,10 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
         out.operation = operation::SCALING_UP;
         out.progress = Some(format!("{ready}/{} brokers ready", o.desired_brokers));
         return out;
+    }
+    if rebalancing || o.reassigning > 0 {
+        out.operation = operation::REBALANCING;
+        out.progress = Some(format!("{} partitions moving", o.reassigning));
     }
     if !expand.is_empty() {
         out.operation = operation::EXPANDING_STORAGE;
@@ -732,6 +779,33 @@ mod tests {
             kinds(&p)[1],
             ClusterAction::Reassign(BTreeMap::from([(("t".into(), 0), vec![3, 0, 2])]))
         );
+    }
+
+    #[test]
+    fn a_requested_rebalance_moves_replicas_onto_empty_brokers() {
+        let mut o = observation((0..4).map(|i| pod(i, "r2", true)).collect());
+        o.max_moves_in_flight = 10;
+        o.imbalance_threshold_percent = 10;
+        o.brokers = (0..4)
+            .map(|id| rebalance::Broker { id, rack: None })
+            .collect();
+        o.partitions = Some(
+            (0..3)
+                .map(|i| Replicas {
+                    topic: "t".into(),
+                    partition: i,
+                    replicas: vec![i % 3, (i + 1) % 3],
+                })
+                .collect(),
+        );
+        assert_eq!(plan(&o).actions.len(), 1, "not requested: nothing moves");
+        o.rebalance_requested = true;
+        let p = plan(&o);
+        assert!(
+            matches!(p.actions[1].action, ClusterAction::Reassign(_)),
+            "{p:?}"
+        );
+        assert_eq!(p.operation, operation::REBALANCING);
     }
 
     #[test]

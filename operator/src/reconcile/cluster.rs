@@ -21,6 +21,7 @@ use crate::admin::kafka::KafkaAdmin;
 use crate::build::{self, ClusterRef, labels};
 use crate::crd::Cluster;
 use crate::crd::broker_config;
+use crate::crd::cluster::{REBALANCE_ANNOTATION, RebalanceMode};
 use crate::plan::Planned;
 use crate::plan::cluster::{self as planner, ClusterAction, ClusterObservation, StatefulSetState};
 use crate::plan::recovery::{self, BrokerHealth, RecoveryInput};
@@ -222,13 +223,19 @@ async fn observe(
         max_moves_in_flight: 0,
     })
     .is_empty();
-    if replicas > c.spec.brokers || anyone_gone {
+    let rebalance_requested = c.spec.rebalance.mode == RebalanceMode::Auto
+        || cluster.annotations().contains_key(REBALANCE_ANNOTATION);
+    observed.input.rebalance_requested = rebalance_requested;
+    observed.input.imbalance_threshold_percent =
+        u32::try_from(c.spec.rebalance.imbalance_threshold_percent).unwrap_or(10);
+    if replicas > c.spec.brokers || anyone_gone || rebalance_requested {
         // A scale-down is pending: the planner needs every partition's replicas.
         if let Some(addr) = kafka_addr(c, &observed) {
             match read_partitions(&addr).await {
-                Ok((partitions, reassigning)) => {
+                Ok((partitions, reassigning, brokers)) => {
                     observed.input.partitions = Some(partitions);
                     observed.input.reassigning = reassigning;
+                    observed.input.brokers = brokers;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the partition map for a scale-down")
@@ -239,13 +246,28 @@ async fn observe(
     Ok(observed)
 }
 
-async fn read_partitions(
-    addr: &str,
-) -> Result<(Vec<crate::plan::scale_down::Replicas>, usize), crate::admin::kafka::KafkaError> {
+type PartitionMap = (
+    Vec<crate::plan::scale_down::Replicas>,
+    usize,
+    Vec<crate::plan::rebalance::Broker>,
+);
+
+async fn read_partitions(addr: &str) -> Result<PartitionMap, crate::admin::kafka::KafkaError> {
     let mut admin = KafkaAdmin::connect(addr).await?;
+    let brokers = admin
+        .metadata(Some(&[]))
+        .await?
+        .brokers
+        .iter()
+        .map(|b| crate::plan::rebalance::Broker {
+            id: b.node_id.0,
+            rack: b.rack.as_ref().map(|r| r.to_string()),
+        })
+        .collect();
     Ok((
         admin.all_partitions().await?,
         admin.reassignments_in_progress().await?,
+        brokers,
     ))
 }
 
