@@ -41,6 +41,8 @@ pub struct ClusterRef<'a> {
     pub owner: OwnerReference,
     /// The id the brokers' data directories are bound to.
     pub cluster_id: String,
+    /// Number of metadata-quorum voters (brokers `0..voters`).
+    pub voters: i32,
 }
 
 impl<'a> ClusterRef<'a> {
@@ -57,6 +59,7 @@ impl<'a> ClusterRef<'a> {
             .controller_owner_ref(&())
             .ok_or_else(|| BuildError::Incomplete(name.clone(), "uid"))?;
         Ok(Self {
+            voters: initial_voters(cluster.spec.brokers),
             spec: &cluster.spec,
             cluster_id: cluster.spec.cluster_id.clone().unwrap_or(uid),
             names: Names::new(&name),
@@ -76,9 +79,19 @@ impl<'a> ClusterRef<'a> {
         }
     }
 
-    /// Broker ids that vote in the metadata quorum: the first min(3, brokers).
+    /// Keeps the voter set of a running cluster (`voters` parsed from its
+    /// StatefulSet): the quorum is not reconfigured by changing a flag, so a
+    /// scale-up adds brokers, never voters.
+    pub fn with_existing_voters(mut self, voters: Option<i32>) -> Self {
+        if let Some(v) = voters.filter(|v| *v >= 1) {
+            self.voters = v;
+        }
+        self
+    }
+
+    /// Broker ids that vote in the metadata quorum.
     pub fn voter_ids(&self) -> std::ops::Range<i32> {
-        0..self.spec.brokers.clamp(1, 3)
+        0..self.voters
     }
 
     /// `--voters`: `ID@HOST:PORT,…` over the voters' stable DNS names.
@@ -94,6 +107,17 @@ impl<'a> ClusterRef<'a> {
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+/// Voters of a new cluster: the first min(3, brokers) brokers.
+pub fn initial_voters(brokers: i32) -> i32 {
+    brokers.clamp(1, 3)
+}
+
+/// The number of voters in a `--voters=ID@HOST:PORT,…` argument.
+pub fn voters_in_args(args: &[String]) -> Option<i32> {
+    let list = args.iter().find_map(|a| a.strip_prefix("--voters="))?;
+    i32::try_from(list.split(',').filter(|v| !v.is_empty()).count()).ok()
 }
 
 #[cfg(test)]
@@ -143,6 +167,29 @@ mod tests {
                 "{brokers} brokers"
             );
         }
+    }
+
+    #[test]
+    fn a_running_cluster_keeps_its_voters_when_it_grows() {
+        let cluster = fixture::cluster(5, serde_json::json!({}));
+        let c = ClusterRef::new(&cluster)
+            .unwrap()
+            .with_existing_voters(Some(1));
+        assert_eq!(
+            c.voters(),
+            "0@prod-0.prod-brokers.kafka.svc.cluster.local:9093"
+        );
+        let args = vec!["--node-id=1".to_owned(), format!("--voters={}", c.voters())];
+        assert_eq!(voters_in_args(&args), Some(1));
+        assert_eq!(
+            voters_in_args(&["--voters=0@a:1,1@b:1,2@c:1".to_owned()]),
+            Some(3)
+        );
+        assert_eq!(voters_in_args(&[]), None);
+        let fresh = ClusterRef::new(&cluster)
+            .unwrap()
+            .with_existing_voters(None);
+        assert_eq!(fresh.voter_ids(), 0..3);
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub struct ClusterObservation {
     pub rebalance_requested: bool,
     /// `spec.rebalance.imbalanceThresholdPercent`.
     pub imbalance_threshold_percent: u32,
+    /// Metadata-quorum voters of the running cluster (brokers `0..voters`).
+    pub voters: i32,
 }
 
 /// An action on the Cluster's objects.
@@ -184,7 +186,7 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
                 let sd = scale_down::plan(&ScaleDownInput {
                     current,
                     desired: o.desired_brokers,
-                    voters: current.clamp(1, 3),
+                    voters: o.voters.max(1),
                     partitions,
                     reassigning: o.reassigning,
                     max_moves_in_flight: o.max_moves_in_flight,
@@ -702,6 +704,7 @@ mod tests {
         let pods: Vec<BrokerPod> = (0..5).map(|i| pod(i, "r2", true)).collect();
         let mut o = observation(pods);
         o.desired_brokers = 3;
+        o.voters = 3;
         o.max_moves_in_flight = 4;
         // Without the partition map: keep 5 brokers and wait.
         let p = plan(&o);
@@ -816,6 +819,7 @@ mod tests {
             pod(2, "r2", true),
         ]);
         o.desired_brokers = 2;
+        o.voters = 3;
         o.partitions = Some(vec![]);
         let p = plan(&o);
         assert_eq!(

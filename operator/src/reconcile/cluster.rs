@@ -201,6 +201,7 @@ async fn observe(
     input.statefulset = statefulset;
     input.max_moves_in_flight = usize::try_from(c.spec.rebalance.max_moves_in_flight).unwrap_or(1);
     input.delete_claims = c.spec.storage.delete_claim;
+    input.voters = c.voters;
     input.replace_after = c.spec.failure_recovery.replace_after.into();
     input.now = Some(Timestamp::now());
     input.health = (0..replicas)
@@ -417,6 +418,20 @@ async fn act(
     }
 }
 
+/// The voter count of the StatefulSet if it exists.
+async fn existing_voters(ctx: &Context, c: &ClusterRef<'_>) -> Result<Option<i32>, ReconcileError> {
+    let sts = Api::<StatefulSet>::namespaced(ctx.client.clone(), &c.namespace)
+        .get_opt(&c.names.statefulset)
+        .await
+        .map_err(ReconcileError::kube(format!(
+            "reading StatefulSet {}/{}",
+            c.namespace, c.names.statefulset
+        )))?;
+    Ok(sts
+        .and_then(|s| s.spec?.template.spec?.containers.into_iter().next()?.args)
+        .and_then(|args| build::voters_in_args(&args)))
+}
+
 /// Kafka address of a Ready broker.
 fn kafka_addr(c: &ClusterRef<'_>, observed: &Observed) -> Option<String> {
     observed
@@ -470,6 +485,8 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     }
     let c = ClusterRef::new(&cluster).map_err(|e| ReconcileError::Invalid(e.to_string()))?;
+    let voters = existing_voters(&ctx, &c).await?;
+    let c = c.with_existing_voters(voters);
     let span =
         tracing::info_span!("reconcile", cluster = %c.names.cluster, namespace = %c.namespace);
     let _enter = span.enter();
