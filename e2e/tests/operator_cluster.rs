@@ -15,8 +15,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -38,18 +37,6 @@ fn cluster_yaml(brokers: i32) -> String {
     format!(
         "apiVersion: skiff.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: {CLUSTER}\nspec:\n  brokers: {brokers}\n  image: skiff/broker:dev\n  storage:\n    size: 1Gi\n  config:\n    min.insync.replicas: \"2\"\n"
     )
-}
-
-/// `skiff-operator`, built next to the broker (same target directory and profile).
-fn operator_binary(broker: &Path) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(broker_image::workspace_root())
-        .args(["build", "-p", "skiff-operator", "--bin", "skiff-operator"])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building skiff-operator failed");
-    broker.with_file_name("skiff-operator")
 }
 
 fn broker_takes_voters(broker: &Path) -> bool {
@@ -92,7 +79,7 @@ async fn operator_turns_a_cluster_into_its_objects_and_status() {
         .unwrap();
     let operator = tokio::task::spawn_blocking({
         let broker = broker.clone();
-        move || operator_binary(&broker)
+        move || support::operator_binary(&broker)
     })
     .await
     .unwrap();
@@ -103,23 +90,7 @@ async fn operator_turns_a_cluster_into_its_objects_and_status() {
     let ns = support::namespace("operator-cluster");
     manifest::ensure_namespace(&client, &ns).await.unwrap();
 
-    let root = broker_image::workspace_root();
-    for file in ["crds/skiff.dev_clusters.yaml", "crds/skiff.dev_topics.yaml"] {
-        let yaml = std::fs::read_to_string(root.join(file)).unwrap();
-        manifest::apply(&client, &yaml, &ns).await.unwrap();
-    }
-    let kubeconfig = harness.control_plane.as_ref().unwrap().kubeconfig();
-    let log_path = harness.state_dir.path().join("operator.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut operator = tokio::process::Command::new(&operator)
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "info")
-        .args(["--metrics-addr", "127.0.0.1:0"])
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut operator, log_path) = support::start_operator(&harness, &operator, &ns).await;
 
     // The CRDs take a moment to be served; admission applies from then on.
     let rejected = eventually("admission of Cluster objects", LIMIT, || async {
@@ -209,11 +180,20 @@ async fn operator_turns_a_cluster_into_its_objects_and_status() {
     );
 
     let api = clusters(&client, &ns);
-    let status = eventually("a status for generation 1", LIMIT, || async {
-        let c = api.get(CLUSTER).await.ok()?;
-        (c.data["status"]["observedGeneration"] == 1 && condition(&c, "Ready").is_some())
-            .then_some(c)
-    })
+    let status = eventually(
+        "a status for generation 1 listing 3 brokers",
+        LIMIT,
+        || async {
+            let c = api.get(CLUSTER).await.ok()?;
+            // The first pass writes status before the StatefulSet exists; the
+            // broker list fills once its pods do.
+            let brokers = c.data["status"]["brokers"].as_array().map_or(0, Vec::len);
+            (c.data["status"]["observedGeneration"] == 1
+                && condition(&c, "Ready").is_some()
+                && brokers == 3)
+                .then_some(c)
+        },
+    )
     .await;
     assert!(status.data["status"]["clusterId"].is_string());
     assert_eq!(
