@@ -2,7 +2,8 @@
 //! of three brokers becomes Ready, then a config change restarts every
 //! broker pod exactly once, one at a time (never two brokers unavailable at
 //! once), the active metadata-quorum leader (broker 0) last, after which the
-//! Cluster is Ready again with every broker on the new revision.
+//! Cluster is Ready again with every broker on the new revision. Scaling
+//! below the quorum's voters is then refused with a Degraded condition.
 //!
 //! The brokers are `skiff-e2e-fake-broker`, which serves the broker's HTTP
 //! admin API (status, restart safety, drain) and nothing else, so this
@@ -140,6 +141,37 @@ async fn config_change_restarts_brokers_one_at_a_time_controller_last() {
         "one at a time by id, the active controller (0) last\n{}",
         operator_log()
     );
+
+    // Scaling below the metadata-quorum voters is refused with a condition;
+    // the StatefulSet keeps its brokers.
+    let two = cluster_yaml("2000").replace("brokers: 3", "brokers: 2");
+    manifest::apply(&client, &two, &ns).await.unwrap();
+    let degraded = eventually("Degraded=True for the scale-down", LIMIT, || async {
+        let c = clusters.get("roll").await.ok()?;
+        c.data["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Degraded" && c["status"] == "True")
+            .map(|c| c["message"].as_str().unwrap_or_default().to_owned())
+    })
+    .await;
+    assert_eq!(
+        degraded,
+        "scale-down to 2 brokers is refused: brokers 0..2 are metadata-quorum voters"
+    );
+    let statefulsets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(client.clone(), &ns);
+    assert_eq!(
+        statefulsets
+            .get("roll")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas,
+        Some(3)
+    );
+
     assert!(
         operator.try_wait().unwrap().is_none(),
         "the operator exited:\n{}",

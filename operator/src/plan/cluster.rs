@@ -176,6 +176,18 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
     if let Some(current) = current_replicas.filter(|c| *c > o.desired_brokers) {
         replicas = current;
         match &o.partitions {
+            // Below the voters is refused whatever the partitions are.
+            None if o.desired_brokers < o.voters => {
+                let sd = scale_down::plan(&ScaleDownInput {
+                    current,
+                    desired: o.desired_brokers,
+                    voters: o.voters,
+                    partitions: &[],
+                    reassigning: 0,
+                    max_moves_in_flight: 0,
+                });
+                out.refusals.extend(sd.refusal);
+            }
             None => {
                 scaling_down = Some(format!(
                     "scale-down from {current} to {} brokers waits for the brokers' partition map",
@@ -820,6 +832,8 @@ mod tests {
         ]);
         o.desired_brokers = 2;
         o.voters = 3;
+        // Refused before the partition map is even read.
+        assert_eq!(plan(&o).refusals.len(), 1);
         o.partitions = Some(vec![]);
         let p = plan(&o);
         assert_eq!(
