@@ -9,17 +9,22 @@ BROKER_PORT ?= 9092
 ADMIN_PORT ?= 9644
 CONTROLLER_PORT ?= 9093
 
-.PHONY: test lint deps kcat run bench-storage
+.PHONY: test lint crds deps kcat run bench-storage
 
 ## test: lint, then every test: unit, property, protocol conformance, real clients,
 ## crash recovery, and the e2e harness on a real Kubernetes control plane
 test: deps lint
 	SKIFF_E2E_REQUIRE=1 $(CARGO) test --workspace --locked
 
-## lint: formatting and clippy with warnings as errors
-lint:
+## lint: formatting, clippy with warnings as errors, and crds/ as the operator's types generate them
+lint: crds
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	git diff --exit-code crds/
+
+## crds: regenerate crds/*.yaml from the operator's Rust types
+crds:
+	$(CARGO) run --locked -q -p skiff-operator --bin crdgen -- crds
 
 ## deps: the real Kafka clients the tests drive (kcat, confluent-kafka, kafka-python, Java
 ## client) and the Kubernetes control plane built from source (cached in $(CACHE))

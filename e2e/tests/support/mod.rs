@@ -166,3 +166,51 @@ pub fn has_block(root: &Path) -> bool {
         .iter()
         .any(|b| b.key == key)
 }
+
+/// `skiff-operator`, built by cargo into the target directory that holds
+/// `sibling` (a binary of the same build).
+pub fn operator_binary(sibling: &Path) -> std::path::PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(skiff_e2e::broker_image::workspace_root())
+        .args(["build", "-p", "skiff-operator", "--bin", "skiff-operator"])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building skiff-operator failed");
+    sibling.with_file_name("skiff-operator")
+}
+
+/// Installs the generated CRDs and starts `operator` against the harness's
+/// control plane, logging to `<state dir>/operator.log`.
+pub async fn start_operator(
+    harness: &Harness,
+    operator: &Path,
+    namespace: &str,
+) -> (tokio::process::Child, std::path::PathBuf) {
+    let root = skiff_e2e::broker_image::workspace_root();
+    for file in ["crds/skiff.dev_clusters.yaml", "crds/skiff.dev_topics.yaml"] {
+        let yaml = std::fs::read_to_string(root.join(file)).expect("the CRD file");
+        skiff_e2e::manifest::apply(&harness.client, &yaml, namespace)
+            .await
+            .expect("the CRDs apply");
+    }
+    let kubeconfig = harness
+        .control_plane
+        .as_ref()
+        .expect("a control plane")
+        .kubeconfig();
+    let log_path = harness.state_dir.path().join("operator.log");
+    let log = std::fs::File::create(&log_path).expect("the operator log");
+    let child = tokio::process::Command::new(operator)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "info")
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::from(
+            log.try_clone().expect("a log handle"),
+        ))
+        .stderr(std::process::Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the operator starts");
+    (child, log_path)
+}

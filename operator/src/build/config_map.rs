@@ -1,0 +1,117 @@
+//! The ConfigMap holding every broker's `broker.properties`, and its hash.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::ClusterRef;
+use super::names::PROPERTIES_KEY;
+
+/// `config` as a Java properties file: sorted keys, values escaped, so the
+/// same spec always gives the same bytes (and the same hash).
+pub fn properties(config: &BTreeMap<String, String>) -> String {
+    let mut out = String::from("# Written by skiff-operator from Cluster.spec.config\n");
+    for (key, value) in config {
+        out.push_str(&escape(key, true));
+        out.push('=');
+        out.push_str(&escape(value, false));
+        out.push('\n');
+    }
+    out
+}
+
+fn escape(text: &str, is_key: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, c) in text.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '=' | ':' if is_key => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' if is_key || i == 0 => out.push_str("\\ "),
+            '#' | '!' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A stable 64-bit FNV-1a hash of `text` in hex. It detects change (it goes
+/// into the pod template); it is not a security boundary.
+pub fn hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The ConfigMap.
+pub fn build(cluster: &ClusterRef<'_>) -> ConfigMap {
+    ConfigMap {
+        metadata: cluster.metadata(&cluster.names.config_map),
+        data: Some(BTreeMap::from([(
+            PROPERTIES_KEY.to_owned(),
+            properties(&cluster.spec.config),
+        )])),
+        ..ConfigMap::default()
+    }
+}
+
+/// The hash of the ConfigMap's properties, for the pod template.
+pub fn config_hash(cluster: &ClusterRef<'_>) -> String {
+    hash(&properties(&cluster.spec.config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::fixture;
+
+    #[test]
+    fn properties_are_sorted_and_escaped() {
+        let config = BTreeMap::from([
+            ("log.retention.ms".to_owned(), "1000".to_owned()),
+            ("broker.weird".to_owned(), " lead\\ing\nx".to_owned()),
+            ("a=b".to_owned(), "#c".to_owned()),
+        ]);
+        assert_eq!(
+            properties(&config),
+            "# Written by skiff-operator from Cluster.spec.config\n\
+             a\\=b=\\#c\n\
+             broker.weird=\\ lead\\\\ing\\nx\n\
+             log.retention.ms=1000\n"
+        );
+    }
+
+    #[test]
+    fn hash_is_stable_and_changes_with_config() {
+        assert_eq!(hash(""), "cbf29ce484222325");
+        assert_eq!(hash("a"), "af63dc4c8601ec8c");
+        let a = fixture::cluster(3, serde_json::json!({"config": {"log.retention.ms": "1"}}));
+        let b = fixture::cluster(3, serde_json::json!({"config": {"log.retention.ms": "2"}}));
+        let (a, b) = (ClusterRef::new(&a).unwrap(), ClusterRef::new(&b).unwrap());
+        assert_ne!(config_hash(&a), config_hash(&b));
+        assert_eq!(config_hash(&a), config_hash(&a.clone()));
+    }
+
+    #[test]
+    fn config_map_carries_the_properties_under_its_name() {
+        let cluster = fixture::cluster(
+            3,
+            serde_json::json!({"config": {"min.insync.replicas": "2"}}),
+        );
+        let cm = build(&ClusterRef::new(&cluster).unwrap());
+        assert_eq!(cm.metadata.name.as_deref(), Some("prod-config"));
+        assert_eq!(cm.metadata.namespace.as_deref(), Some("kafka"));
+        assert!(cm.data.unwrap()[PROPERTIES_KEY].ends_with("\nmin.insync.replicas=2\n"));
+    }
+}
