@@ -109,7 +109,8 @@ pub fn restart_safety(
 pub struct BrokerStatus {
     pub node_id: i32,
     pub cluster_id: String,
-    /// starting, catching-up, running, draining or fenced.
+    /// starting, catching-up, running, draining, drained (maintenance mode
+    /// and every leadership that can move has) or fenced.
     pub state: &'static str,
     pub active_controller: Option<i32>,
     pub partitions: usize,
@@ -138,6 +139,8 @@ pub fn status(
     let mut under_min_isr = 0;
     let mut in_sync = 0;
     let mut offline = 0;
+    // Leaderships a drain could still move (another usable ISR member exists).
+    let mut movable = 0;
     for (id, _, p) in partitions(image) {
         if p.leader < 0 {
             offline += 1;
@@ -151,6 +154,9 @@ pub fn status(
         }
         if p.leader == node {
             leaders += 1;
+            if p.isr.iter().any(|&r| r != node && image.is_usable(r)) {
+                movable += 1;
+            }
             if p.isr.len() < p.replicas.len() {
                 under_replicated += 1;
             }
@@ -168,7 +174,9 @@ pub fn status(
         _ if !ready => "starting",
         None => "starting",
         Some(b) if b.fenced => "fenced",
-        Some(b) if b.draining => "draining",
+        Some(b) if b.draining && movable > 0 => "draining",
+        // Everything that can lead elsewhere does.
+        Some(b) if b.draining => "drained",
         Some(_) if in_sync < hosted => "catching-up",
         Some(_) => "running",
     };

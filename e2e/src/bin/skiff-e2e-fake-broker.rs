@@ -4,7 +4,7 @@
 //!
 //! Takes the broker's command line (the operator's StatefulSet runs it
 //! unchanged) and serves on `--admin-listen`: `/healthz` and `/readyz`
-//! (200), `GET /v1/status` (`isActiveController` for broker 0, no
+//! (200), `GET /v1/status` (broker 0 the active controller, no
 //! under-replicated partitions, `state` `running` or `drained`),
 //! `GET /v1/restart-safety` (`{"safe":true}`) and `POST /v1/drain` (the
 //! state becomes `drained` until the process restarts). Nothing else: no
@@ -64,12 +64,11 @@ async fn respond(
             (
                 "200 OK",
                 format!(
-                    r#"{{"nodeId":{node_id},"state":"{state}","isActiveController":{},"controllerId":0,"partitions":0,"leaders":0,"underReplicated":0,"offlinePartitions":0}}"#,
-                    node_id == 0
+                    r#"{{"node_id":{node_id},"cluster_id":"fake","state":"{state}","active_controller":0,"partitions":0,"leaders":0,"under_replicated":0,"under_min_isr":0,"offline":0,"caught_up_percent":100.0}}"#
                 ),
             )
         }
-        ("GET", "/v1/restart-safety") => ("200 OK", r#"{"safe":true,"blocking":[]}"#.to_owned()),
+        ("GET", "/v1/restart-safety") => ("200 OK", r#"{"node_id":0,"safe":true,"blocking":[],"quorum":null,"single_replica":0}"#.to_owned()),
         ("POST", "/v1/drain") => {
             drained.store(true, Ordering::SeqCst);
             ("202 Accepted", "{}".to_owned())

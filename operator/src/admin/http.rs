@@ -135,9 +135,10 @@ pub async fn request(
         })?
 }
 
-/// `GET /v1/status`: the broker's view of itself.
+/// `GET /v1/status`: the broker's view of itself (the broker's JSON, see
+/// `broker/src/admin/safety.rs` `BrokerStatus`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(from = "StatusWire")]
 pub struct BrokerState {
     /// The broker's id.
     pub node_id: Option<i32>,
@@ -157,6 +158,37 @@ pub struct BrokerState {
     pub offline_partitions: Option<i32>,
 }
 
+/// The fields of the broker's `/v1/status` the operator reads, as named there.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct StatusWire {
+    node_id: Option<i32>,
+    state: Option<String>,
+    active_controller: Option<i32>,
+    partitions: Option<i32>,
+    leaders: Option<i32>,
+    under_replicated: Option<i32>,
+    offline: Option<i32>,
+}
+
+impl From<StatusWire> for BrokerState {
+    fn from(w: StatusWire) -> Self {
+        Self {
+            is_active_controller: match (w.node_id, w.active_controller) {
+                (Some(n), Some(c)) => Some(n == c),
+                _ => None,
+            },
+            node_id: w.node_id,
+            state: w.state,
+            controller_id: w.active_controller,
+            partitions: w.partitions,
+            leaders: w.leaders,
+            under_replicated: w.under_replicated,
+            offline_partitions: w.offline,
+        }
+    }
+}
+
 impl BrokerState {
     /// Drain state from `state`.
     pub fn drain(&self) -> DrainState {
@@ -170,13 +202,35 @@ impl BrokerState {
 
 /// `GET /v1/restart-safety` body.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(default)]
 pub struct RestartSafety {
     /// Whether restarting this broker now keeps every partition at or above
     /// min.insync.replicas and the quorum's majority.
     pub safe: bool,
-    /// What blocks it, e.g. `orders-3: isr [1,2] would drop below min.insync.replicas 2`.
-    pub blocking: Vec<String>,
+    /// Partitions that would fall below min.insync.replicas.
+    pub blocking: Vec<BlockingPartition>,
+    /// Why the metadata quorum would lose its majority, if it would.
+    pub quorum: Option<String>,
+}
+
+/// One partition the broker's restart would hurt.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default)]
+pub struct BlockingPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub reason: String,
+}
+
+impl RestartSafety {
+    /// What blocks the restart, one line each (for the condition message).
+    pub fn reasons(&self) -> Vec<String> {
+        self.blocking
+            .iter()
+            .map(|b| format!("{}-{}: {}", b.topic, b.partition, b.reason))
+            .chain(self.quorum.iter().map(|q| format!("metadata quorum: {q}")))
+            .collect()
+    }
 }
 
 fn json<T: serde::de::DeserializeOwned>(
@@ -216,7 +270,7 @@ pub async fn restart_safety(addr: &str) -> Safety {
         Ok(r) if r.status == 200 || r.status == 409 => {
             match json::<RestartSafety>(addr, PATH, &r) {
                 Ok(s) if s.safe && r.status == 200 => Safety::Safe,
-                Ok(s) => Safety::Unsafe(s.blocking),
+                Ok(s) => Safety::Unsafe(s.reasons()),
                 Err(e) => Safety::Unknown(e.to_string()),
             }
         }
@@ -266,10 +320,11 @@ mod tests {
     #[test]
     fn status_json_tolerates_missing_and_extra_fields() {
         let s: BrokerState = serde_json::from_str(
-            r#"{"nodeId":1,"state":"draining","isActiveController":false,"underReplicated":2,"future":1}"#,
+            r#"{"node_id":1,"state":"draining","active_controller":0,"under_replicated":2,"future":1}"#,
         )
         .unwrap();
         assert_eq!(s.node_id, Some(1));
+        assert_eq!(s.is_active_controller, Some(false));
         assert_eq!(s.drain(), DrainState::InProgress);
         assert_eq!(s.under_replicated, Some(2));
         assert_eq!(s.partitions, None);
@@ -281,7 +336,7 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let server = tokio::spawn(async move {
             for body in [
-                "HTTP/1.1 409 Conflict\r\n\r\n{\"safe\":false,\"blocking\":[\"orders-0\"]}",
+                "HTTP/1.1 409 Conflict\r\n\r\n{\"safe\":false,\"blocking\":[{\"topic\":\"orders\",\"partition\":0,\"reason\":\"below min.insync.replicas\"}],\"quorum\":null}",
                 "HTTP/1.1 404 Not Found\r\n\r\nno",
                 "HTTP/1.1 202 Accepted\r\n\r\n",
             ] {
@@ -293,7 +348,7 @@ mod tests {
         });
         assert_eq!(
             restart_safety(&addr).await,
-            Safety::Unsafe(vec!["orders-0".into()])
+            Safety::Unsafe(vec!["orders-0: below min.insync.replicas".into()])
         );
         assert_eq!(status(&addr).await.unwrap(), None);
         assert!(drain(&addr).await.unwrap());

@@ -37,6 +37,9 @@ pub const BROKER_CONFIG_KEYS: &[&str] = &[
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
     "replica.lag.time.max.ms",
+    "broker.session.timeout.ms",
+    "broker.heartbeat.interval.ms",
+    "leader.imbalance.check.interval.seconds",
     "broker.rack",
     "skiff.ack.durability",
 ];
