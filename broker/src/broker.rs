@@ -430,8 +430,12 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
         Duration::from_millis(config.long("broker.heartbeat.interval.ms") as u64),
         heartbeats.clone(),
     )));
-    let kafka_server = tokio::spawn(server::serve(listener, broker.clone(), shutdown.clone()));
-    broker.ready.store(true, Ordering::Release);
+    let kafka_server = tokio::spawn(serve_once_unfenced(
+        listener,
+        broker.clone(),
+        client.clone(),
+        shutdown.clone(),
+    ));
     info!(
         node_id = broker.node_id,
         cluster_id = %broker.cluster_id,
@@ -441,7 +445,7 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
         controller = %quorum.local_addr(),
         partitions = replicas.all().len(),
         start_ms = started.elapsed().as_millis() as u64,
-        "broker serving"
+        "broker started (serves Kafka clients once unfenced)"
     );
     Ok(RunningBroker {
         broker,
@@ -484,6 +488,43 @@ async fn follow_leadership(
             RoleChange::BecameLeader { .. } | RoleChange::Follower { .. } => {}
         }
     }
+}
+
+/// Whether `image` shows broker `node_id` registered at `epoch` (its current
+/// registration) and unfenced.
+fn unfenced_at(image: &MetadataImage, node_id: i32, epoch: Option<i64>) -> bool {
+    image
+        .brokers
+        .get(&node_id)
+        .is_some_and(|b| !b.fenced && Some(b.epoch) == epoch)
+}
+
+/// Serves Kafka clients once this broker's current registration is unfenced,
+/// as Kafka's KRaft brokers do (they enable request processing only after the
+/// initial unfencing). Until then the broker is fenced: Metadata would list no
+/// live broker, not even this one, and a client that applies such an answer
+/// (librdkafka does) forgets every broker it knew, bootstrap included, so it
+/// can send no FindCoordinator, Heartbeat or OffsetCommit any more. Connections
+/// made meanwhile wait in the listener's backlog. `/readyz` turns ready here.
+async fn serve_once_unfenced(
+    listener: tokio::net::TcpListener,
+    broker: Arc<Broker>,
+    client: Arc<ControllerClient>,
+    shutdown: CancellationToken,
+) {
+    let mut images = broker.quorum.watch();
+    tokio::select! {
+        () = shutdown.cancelled() => return,
+        seen = images.wait_for(|i| unfenced_at(i, broker.node_id, client.epoch())) => {
+            if seen.is_err() {
+                return;
+            }
+        }
+    }
+    drop(images);
+    broker.ready.store(true, Ordering::Release);
+    info!(node_id = broker.node_id, "unfenced: serving Kafka clients");
+    server::serve(listener, broker, shutdown).await;
 }
 
 /// Applies every new metadata image: partitions open, close, lead or follow.

@@ -406,3 +406,66 @@ async fn hostile_frames_close_only_their_connection() {
     assert_eq!(frame.get_i32(), 42);
     running.shutdown().await;
 }
+
+/// A broker that has just (re)started is fenced until its first heartbeat. It
+/// must not answer Kafka requests meanwhile: its Metadata would list no live
+/// broker, not even itself, and librdkafka, applying that, forgets every broker
+/// it knew (bootstrap included), so a consumer group member can never again
+/// find its coordinator, heartbeat or commit (it stalls, and its close hangs).
+/// The first Metadata answer after a start and after a restart on the same data
+/// directory lists this broker and leaders for its partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_metadata_after_a_start_or_restart_lists_the_broker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for round in ["first start", "restart on the same data directory"] {
+        let running = start(dir.path()).await;
+        let mut stream = TcpStream::connect(running.kafka_addr)
+            .await
+            .expect("connect");
+        if round == "first start" {
+            let create = request(ApiKey::CreateTopics, 7);
+            let RequestKind::CreateTopics(mut c) = create else {
+                unreachable!()
+            };
+            c.topics[0].name = topic("fenced-restart");
+            c.topics[0].num_partitions = 1;
+            send_raw(
+                &mut stream,
+                &encode_request(ApiKey::CreateTopics, 7, 1, &RequestKind::CreateTopics(c)),
+            )
+            .await;
+            read_frame(&mut stream).await.expect("create topic");
+        }
+        let topics = vec![
+            metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(topic("fenced-restart"))),
+        ];
+        let metadata = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(topics)));
+        send_raw(
+            &mut stream,
+            &encode_request(ApiKey::Metadata, 12, 2, &metadata),
+        )
+        .await;
+        let mut frame = read_frame(&mut stream).await.expect("metadata answered");
+        ResponseHeader::decode(&mut frame, ApiKey::Metadata.response_header_version(12))
+            .expect("response header");
+        let response = MetadataResponse::decode(&mut frame, 12).expect("metadata body");
+        let brokers: Vec<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
+        assert_eq!(
+            brokers,
+            vec![0],
+            "{round}: brokers listed in the first Metadata"
+        );
+        let leaders: Vec<i32> = response
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.leader_id.0))
+            .collect();
+        assert_eq!(
+            leaders,
+            vec![0],
+            "{round}: partition leaders in the first Metadata"
+        );
+        running.shutdown().await;
+    }
+}
