@@ -126,7 +126,7 @@ impl Broker {
     /// broker's image (and so its partitions) has the change.
     pub async fn submit(&self, request: ControllerRequest) -> Result<ControllerReply, Refusal> {
         let reply = self.controller.call(request, DEFAULT_DEADLINE).await?;
-        self.replicas.sync(&self.image());
+        apply_image(&self.replicas, self.image()).await;
         Ok(reply)
     }
 
@@ -365,7 +365,7 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
     let leadership = replicas.leadership_changes();
     let image = quorum.image();
     replicas.remove_strays(&image);
-    let failed = replicas.sync(&image);
+    let failed = apply_image(&replicas, image.clone()).await;
     if failed > 0 {
         warn!(
             failed,
@@ -527,6 +527,21 @@ async fn serve_once_unfenced(
     server::serve(listener, broker, shutdown).await;
 }
 
+/// Brings the replicas in line with `image`. Opening, recovering and deleting
+/// partitions is blocking file I/O (seconds for a thousand new partitions),
+/// so it runs off the async workers: the metadata quorum's heartbeats and the
+/// request path share those, and a stalled worker costs a controller election.
+async fn apply_image(replicas: &Arc<ReplicaManager>, image: Arc<MetadataImage>) -> usize {
+    let replicas = replicas.clone();
+    match tokio::task::spawn_blocking(move || replicas.sync(&image)).await {
+        Ok(failed) => failed,
+        Err(e) => {
+            error!(error = %e, "applying a metadata image failed");
+            1
+        }
+    }
+}
+
 /// Applies every new metadata image: partitions open, close, lead or follow.
 async fn follow_metadata(broker: Arc<Broker>, shutdown: CancellationToken) {
     let mut images = broker.quorum.watch();
@@ -536,7 +551,7 @@ async fn follow_metadata(broker: Arc<Broker>, shutdown: CancellationToken) {
             changed = images.changed() => if changed.is_err() { return },
         }
         let image = images.borrow_and_update().clone();
-        broker.replicas.sync(&image);
+        apply_image(&broker.replicas, image).await;
     }
 }
 

@@ -243,19 +243,37 @@ async fn operator_turns_a_cluster_into_its_objects_and_status() {
         (condition(&t, "Ready")?["status"] == "True").then_some(t)
     })
     .await;
-    assert_eq!(topic.data["status"]["partitions"], 6, "{}", topic.data["status"]);
+    assert_eq!(
+        topic.data["status"]["partitions"], 6,
+        "{}",
+        topic.data["status"]
+    );
     assert_eq!(topic.data["status"]["replicationFactor"], 3);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let pod0 = pods.get(&format!("{CLUSTER}-0")).await.unwrap();
     let bootstrap = format!("{}:9092", support::pod_ip(&pod0));
     let produced = kcat(
-        &["-P", "-b", &bootstrap, "-t", "orders", "-p", "0", "-X", "acks=all"],
+        &[
+            "-P", "-b", &bootstrap, "-t", "orders", "-p", "0", "-X", "acks=all",
+        ],
         "one\ntwo\nthree\n",
     )
     .await;
     assert_eq!(produced, "");
     let consumed = kcat(
-        &["-C", "-b", &bootstrap, "-t", "orders", "-p", "0", "-o", "beginning", "-e", "-q"],
+        &[
+            "-C",
+            "-b",
+            &bootstrap,
+            "-t",
+            "orders",
+            "-p",
+            "0",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ],
         "",
     )
     .await;

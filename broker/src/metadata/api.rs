@@ -133,11 +133,13 @@ pub async fn metadata(
             out
         }
     };
-    // Like Kafka, only live (unfenced) brokers are listed.
+    // Like Kafka, only live (unfenced) brokers are listed, and always the one
+    // answering (it is alive): a client that received a list without it
+    // could be left with no broker to ask at all.
     let brokers = image
         .brokers
         .values()
-        .filter(|b| !b.fenced)
+        .filter(|b| !b.fenced || b.node_id == broker.node_id)
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))

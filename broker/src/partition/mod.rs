@@ -479,7 +479,9 @@ impl Partition {
     ) -> Result<Arc<Self>, OpenError> {
         let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
         let (log, report) = Log::open(fs, dir, settings.log.clone(), now_ms())?;
-        if !report.clean {
+        // A brand-new partition has no clean-shutdown marker either; say
+        // something only when recovery actually had work.
+        if !report.clean && (report.segments_recovered > 0 || report.truncated_bytes > 0) {
             info!(
                 topic,
                 partition = index,

@@ -68,7 +68,11 @@ async fn respond(
                 ),
             )
         }
-        ("GET", "/v1/restart-safety") => ("200 OK", r#"{"node_id":0,"safe":true,"blocking":[],"quorum":null,"single_replica":0}"#.to_owned()),
+        ("GET", "/v1/restart-safety") => (
+            "200 OK",
+            r#"{"node_id":0,"safe":true,"blocking":[],"quorum":null,"single_replica":0}"#
+                .to_owned(),
+        ),
         ("POST", "/v1/drain") => {
             drained.store(true, Ordering::SeqCst);
             ("202 Accepted", "{}".to_owned())

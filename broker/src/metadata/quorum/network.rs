@@ -30,6 +30,8 @@ use super::types::{NodeId, TypeConfig};
 
 /// Pause before retrying a peer that refused the connection.
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
+/// The least time an AppendEntries or InstallSnapshot may take.
+const RPC_TIMEOUT_FLOOR: Duration = Duration::from_millis(250);
 
 /// Makes one [`PeerClient`] per target; each owns its own connection.
 #[derive(Debug, Clone)]
@@ -66,8 +68,17 @@ impl PeerClient {
         entries: usize,
         option: &RPCOption,
     ) -> Result<Response, RPCError<NodeId, BasicNode, E>> {
+        // openraft's deadline for AppendEntries is the 50 ms heartbeat; on a
+        // busy host one slow fsync or scheduling delay then counts as a failed
+        // replication and backs the leader off, which starves followers into
+        // an election. A floor keeps heartbeats flowing; elections are still
+        // driven by the followers' own timeouts.
+        let ttl = match action {
+            RPCTypes::Vote => option.hard_ttl(),
+            _ => option.hard_ttl().max(RPC_TIMEOUT_FLOOR),
+        };
         self.client
-            .exchange(&request, option.hard_ttl())
+            .exchange(&request, ttl)
             .await
             .map_err(|e| {
                 tracing::debug!(node = self.node, target = self.target, %action, error = %e, "raft rpc failed");
