@@ -3,8 +3,9 @@
 # default values, with every optional feature on, and watching one namespace;
 # then the rendered RBAC against what operator/src calls (check-rbac.py), and
 # the chart's appVersion against the workspace version (the operator's default
-# broker image tag). helm comes from e2e/controlplane/build.sh: built once from
-# the Go module proxy and cached, like the control plane (`make deps`).
+# broker image tag), and the Dockerfiles' toolchain and image names. helm
+# comes from e2e/controlplane/build.sh: built once from the Go module proxy
+# and cached, like the control plane (`make deps`); HELM=/path/to/helm skips it.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 chart=$root/charts/skiff-operator
@@ -48,4 +49,16 @@ workspace=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Ca
 app=$(sed -n 's/^appVersion: "\(.*\)"/\1/p' "$chart/Chart.yaml")
 [[ $workspace == "$app" ]] ||
   { echo "lint.sh: Chart.yaml appVersion $app is not the workspace version $workspace" >&2; exit 1; }
+# The images: each Dockerfile builds with the pinned toolchain, and is tagged
+# with the name the chart (operator) and the operator (broker) default to.
+toolchain=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+operator_repo=$(sed -n '/^image:/,/^[^ ]/s/^  repository: //p' "$chart/values.yaml")
+broker_repo=$(sed -n 's/^pub const DEFAULT_IMAGE_REPOSITORY: &str = "\(.*\)";/\1/p' operator/src/crd/cluster.rs)
+for pair in "operator/Dockerfile=$operator_repo" "broker/Dockerfile=$broker_repo"; do
+  f=${pair%%=*} repo=${pair#*=}
+  grep -qx "ARG RUST_VERSION=$toolchain" "$f" ||
+    { echo "lint.sh: $f does not build with rust-toolchain.toml's $toolchain" >&2; exit 1; }
+  grep -q "docker build -f $f -t $repo:" "$f" ||
+    { echo "lint.sh: $f is not the image ${repo:-?} the chart/operator default to" >&2; exit 1; }
+done
 echo "lint.sh: chart ok"
