@@ -40,8 +40,10 @@ for kind in ServiceMonitor PodMonitor PrometheusRule ConfigMap; do
   grep -q "^kind: $kind\$" "$out/all.yaml" || { echo "lint.sh: no $kind with every feature on" >&2; exit 1; }
   ! grep -q "^kind: $kind\$" "$out/default.yaml" || { echo "lint.sh: $kind rendered by default" >&2; exit 1; }
 done
-grep -q '^kind: RoleBinding$' "$out/namespaced.yaml" && ! grep -q '^kind: ClusterRoleBinding$' "$out/namespaced.yaml" ||
-  { echo "lint.sh: watchNamespace must bind the ClusterRole with a RoleBinding only" >&2; exit 1; }
+if ! grep -q '^kind: RoleBinding$' "$out/namespaced.yaml" || grep -q '^kind: ClusterRoleBinding$' "$out/namespaced.yaml"; then
+  echo "lint.sh: watchNamespace must bind the ClusterRole with a RoleBinding only" >&2
+  exit 1
+fi
 # The dashboard is valid JSON.
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$chart/dashboards/skiff.json"
 
