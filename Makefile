@@ -16,18 +16,21 @@ CONTROLLER_PORT ?= 9093
 test: deps lint
 	SKIFF_E2E_REQUIRE=1 $(CARGO) test --workspace --locked
 
-## lint: formatting, clippy with warnings as errors, and crds/ as the operator's types generate them
+## lint: formatting, clippy with warnings as errors, crds/ (and the chart's copy) as the
+## operator's types generate them, and the Helm chart (helm lint/template, RBAC vs the code)
 lint: crds
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
-	git diff --exit-code crds/
+	git diff --exit-code crds/ charts/skiff-operator/crds/
+	charts/lint.sh
 
-## crds: regenerate crds/*.yaml from the operator's Rust types
+## crds: regenerate crds/*.yaml from the operator's Rust types, and the Helm chart's copy
 crds:
 	$(CARGO) run --locked -q -p skiff-operator --bin crdgen -- crds
+	cp crds/*.yaml charts/skiff-operator/crds/
 
 ## deps: the real Kafka clients the tests drive (kcat, confluent-kafka, kafka-python, Java
-## client) and the Kubernetes control plane built from source (cached in $(CACHE))
+## client) and the Kubernetes control plane and helm built from source (cached in $(CACHE))
 deps:
 	broker/tests/clients/install.sh
 	e2e/controlplane/build.sh
