@@ -19,6 +19,8 @@ LIMIT_SHORT = {"disk_fdatasync": "disk fdatasync", "disk_cached": "disk page cac
 
 
 def fmt(v: float) -> str:
+    if float(v).is_integer() and abs(v) < 1000:  # counts, whole milliseconds
+        return str(int(v))
     a = abs(v)
     if a >= 1000:
         return f"{v:,.0f}"

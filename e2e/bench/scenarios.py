@@ -105,7 +105,10 @@ def warm_up(ctx: Ctx, running: Running) -> None:
     """Same unmeasured traffic for every broker after start (the JVM's JIT needs it)."""
     if ctx.sizes.warmup_records <= 0:
         return
-    topic = new_topic(ctx, running, "warmup")
+    running.check_alive()
+    topic = "warmup"  # 3 brokers: RF 3, so replication is warmed up too
+    with loads.watching(running.gone):
+        loads.create_topic(running.bootstrap, topic, ctx.partitions, running.target.nodes, log=ctx.log)
     with loads.watching(running.gone):
         loads.rdkafka("produce", running.bootstrap, topic, log=ctx.log, count=ctx.sizes.warmup_records,
                       size=1024, acks="1")
