@@ -125,6 +125,7 @@ class Bench:
             log=self.workdir / "loads.log",
             footprint=scenarios.footprint_table(args.idle_settle),
             offered_rate=args.rate,
+            cluster_rate=args.cluster_rate,
             kafka_flush_variant=args.kafka_flush_variant if args.kafka_flush_variant is not None else not args.quick,
         )
         self.ctx.footprint.runs = 0
@@ -209,6 +210,8 @@ def parse_args() -> argparse.Namespace:
                          "with --quick all but 2a and 3a")
     ap.add_argument("--rate", type=float, default=None,
                     help="scenario 2 offered load in msgs/s (default: 50 %% of Kafka's max in the first run)")
+    ap.add_argument("--cluster-rate", type=float, default=None,
+                    help="scenarios 2 and 3 (3 brokers) offered load in msgs/s (default: 50 %% of Kafka's max there)")
     ap.add_argument("--partitions", type=int, default=1, help="partitions per topic (default 1)")
     ap.add_argument("--kafka-flush-variant", action=argparse.BooleanOptionalAction, default=None,
                     help="also run Kafka with log.flush.interval.messages=1 in scenario 2 (default: on, off with --quick)")
@@ -275,6 +278,7 @@ def main() -> int:
     meta["started_at"] = started_at.strftime("%Y-%m-%d %H:%M UTC")
     meta["minutes"] = (time.monotonic() - started) / 60
     meta["offered_rate"] = bench.ctx.offered_rate
+    meta["cluster_rate"] = bench.ctx.cluster_rate
     meta["broker_starts"] = bench.starts
     meta["incidents"] = bench.incidents
 

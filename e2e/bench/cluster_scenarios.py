@@ -180,7 +180,9 @@ def c2_measure(ctx: Ctx, table: Table, running: Running, run: int) -> None:
 
 def c2_notes(ctx: Ctx) -> list[str]:
     cs = sizes(ctx)
-    return [
+    given = [f"Offered load: **{ctx.cluster_rate:,.0f} msgs/s** of 1 KiB (given with --cluster-rate)."] \
+        if ctx.cluster_rate else []
+    return given + [
         f"3 brokers on this machine, one topic per step with {cs.partitions} partitions, RF 3, "
         "min.insync.replicas 2, acks=all, 1 KiB records, no compression. **Kafka does not fsync by default**: "
         "acks=all is answered once every ISR member has the record in its page cache. Skiff (fsync), its default, "
