@@ -3,7 +3,9 @@
 
 Measures the machine's physical limits (disk with and without fdatasync, loopback TCP,
 memcpy), then runs each scenario against a freshly started Apache Kafka and Skiff
-(new data directory per run, the same load generators against both), and writes the
+(new data directory per run, the same load generators against both): single node
+(1; 2a and 3a in full runs) and 3 brokers, RF 3 (2 and 3, 4 failover, 5 rolling restart,
+7 with 1,000 partitions, footprint rows in 6; see cluster_scenarios.py), and writes the
 tables, plots and the machine description into BENCHMARKS.md (between its
 `<!-- bench:begin -->` markers) and the tables to stdout.
 
