@@ -155,8 +155,10 @@ class Bench:
         return running
 
     def stop(self, running: brokers.Running) -> None:
+        t0 = time.monotonic()
         try:
             running.stop()
+            log(f"{running.workdir.name}: stopped in {time.monotonic() - t0:.1f} s")
         finally:
             scenarios.record_stop(self.ctx, running)
             # Logs stay for a post-mortem; the data (GBs) goes.
