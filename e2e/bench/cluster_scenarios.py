@@ -439,6 +439,9 @@ def c4_notes(ctx: Ctx) -> list[str]:
         "partition 0 from 0.5 s before the kill until 50 acks after the first new one (as "
         "broker/tests/cluster/test_failover.py). Then the killed broker is restarted and waited for (back in every "
         "ISR; Skiff also /v1/status under_replicated 0 on all).",
+        "acks=all waits for every ISR member: until the dead broker is dropped from the ISR (Kafka: after its "
+        "session timeout fences it), the acks of every partition it followed stop too, not only partition 0's "
+        "(see the timeline plot).",
         "Lost: acknowledged messages missing from a full read of every partition (offset 0 to the high watermark) "
         "after the producer stopped at the end of scenario 5 (same topic, same producer); counted here for acks "
         "before the roll began, in scenario 5 for the rest. Must be 0.",
