@@ -63,7 +63,8 @@ bench:
 	$(CARGO) build --release --locked -p skiff-broker
 	"$$(e2e/bench/install.sh)" e2e/bench/bench.py --runs 3
 
-## bench-quick: the same with small loads and one run per scenario (< 10 minutes; noisy)
+## bench-quick: the issue's scenarios (1 node: 1; 3 brokers: 2-7) with small loads, one run each
+## (about 12 minutes on 2 busy cores, most of it Kafka's JVM starts and restarts; noisy)
 bench-quick:
 	$(CARGO) build --release --locked -p skiff-broker
 	"$$(e2e/bench/install.sh)" e2e/bench/bench.py --quick

@@ -3,7 +3,9 @@
 
 Measures the machine's physical limits (disk with and without fdatasync, loopback TCP,
 memcpy), then runs each scenario against a freshly started Apache Kafka and Skiff
-(new data directory per run, the same load generators against both), and writes the
+(new data directory per run, the same load generators against both): single node
+(1; 2a and 3a in full runs) and 3 brokers, RF 3 (2 and 3, 4 failover, 5 rolling restart,
+7 with 1,000 partitions, footprint rows in 6; see cluster_scenarios.py), and writes the
 tables, plots and the machine description into BENCHMARKS.md (between its
 `<!-- bench:begin -->` markers) and the tables to stdout.
 
@@ -36,12 +38,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import brokers  # noqa: E402
+import cluster_scenarios  # noqa: E402
 import limits  # noqa: E402
 import report  # noqa: E402
 import scenarios  # noqa: E402
 from results import Table  # noqa: E402
 
 ROOT = brokers.ROOT
+# Single node first (1, 2a, 3a), then the 3-broker scenarios of the issue (2+3, 4+5+7).
+SCENARIOS = scenarios.SCENARIOS + cluster_scenarios.SCENARIOS
 
 
 def log(msg: str) -> None:
@@ -92,9 +97,11 @@ def versions() -> dict[str, str]:
         rdk = "confluent-kafka not importable here"
     java = sh(["java", "-version"]).splitlines()
     return {
-        "kafka": f"Apache Kafka {os.environ.get('KAFKA_VERSION', '3.9.2')}: KRaft, one combined broker+controller "
-                 "node, Kafka's defaults apart from what a single node needs (RF 1 for its internal topics; "
-                 "`e2e/tools/kafka.sh start-single`)",
+        "kafka": f"Apache Kafka {os.environ.get('KAFKA_VERSION', '3.9.2')}: KRaft; single node: one combined "
+                 "broker+controller node, Kafka's defaults apart from what a single node needs (RF 1 for its internal "
+                 "topics; `e2e/tools/kafka.sh start-single`); 3 brokers: three combined broker+controller nodes "
+                 "(all voters, like Skiff's), started by the cluster-test harness (`broker/tests/cluster/"
+                 "kafka_target.py`) with kafka-server-start.sh's JVM options",
         "java": java[0] if java else "unknown",
         "skiff": f"commit {commit}" + (" with uncommitted changes" if dirty else "")
                  + f", {sh([str(brokers.SKIFF_BIN), '--version'])} (release build), defaults "
@@ -120,6 +127,7 @@ class Bench:
             log=self.workdir / "loads.log",
             footprint=scenarios.footprint_table(args.idle_settle),
             offered_rate=args.rate,
+            cluster_rate=args.cluster_rate,
             kafka_flush_variant=args.kafka_flush_variant if args.kafka_flush_variant is not None else not args.quick,
         )
         self.ctx.footprint.runs = 0
@@ -147,8 +155,10 @@ class Bench:
         return running
 
     def stop(self, running: brokers.Running) -> None:
+        t0 = time.monotonic()
         try:
             running.stop()
+            log(f"{running.workdir.name}: stopped in {time.monotonic() - t0:.1f} s")
         finally:
             scenarios.record_stop(self.ctx, running)
             # Logs stay for a post-mortem; the data (GBs) goes.
@@ -163,12 +173,18 @@ class Bench:
                 self.limit_errors[key] = v
         log("limits: " + ", ".join(f"{k} {v[-1]:,.0f} MB/s" for k, v in self.limit_values.items() if ":" not in k))
 
-    def run_scenario(self, sc: scenarios.Scenario) -> Table:
+    def run_scenario(self, sc: scenarios.Scenario) -> list[Table]:
         table = sc.table(self.ctx)
         table.runs = self.args.runs
+        companions = sc.companions(self.ctx)
+        for t in companions:
+            t.runs = self.args.runs
+            self.ctx.companions[t.key] = t
         for run in range(self.args.runs):
             k = run % len(table.targets)  # rotate who goes first, against drift
             for target in table.targets[k:] + table.targets[:k]:
+                if self.args.only and target.kind != self.args.only:
+                    continue
                 name = f"s{sc.key}-run{run + 1}-{target.label.lower().replace(' ', '-').replace('(', '').replace(')', '')}"
                 running = None
                 try:
@@ -179,25 +195,32 @@ class Bench:
                     log(f"{name}: measured in {time.monotonic() - t0:.0f} s")
                 except Exception as e:
                     reason = f"run {run + 1}: {type(e).__name__}: {e}"
-                    table.run_error(target, reason)
+                    for t in [table, *companions]:
+                        t.run_error(target, reason)
                     log(f"{name}: FAILED {reason}")
                 finally:
                     if running is not None:
                         self.stop(running)
-        return table
+        return [table, *companions]
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small loads, 1 run per scenario (unless --runs)")
     ap.add_argument("--runs", type=int, default=None, help="runs per scenario and target (default: 3, quick: 1)")
-    ap.add_argument("--scenarios", default=",".join(s.key for s in scenarios.SCENARIOS),
-                    help="comma-separated scenario numbers (footprint, 6, is always collected)")
+    ap.add_argument("--scenarios", default=None,
+                    help="comma-separated scenario keys: 1, 2a, 3a (1 node), 2, 3, 4, 5, 7 (3 brokers; 3 is "
+                         "measured with 2, and 5 and 7 with 4); footprint, 6, is always collected. Default: all; "
+                         "with --quick all but 2a and 3a")
     ap.add_argument("--rate", type=float, default=None,
                     help="scenario 2 offered load in msgs/s (default: 50 %% of Kafka's max in the first run)")
+    ap.add_argument("--cluster-rate", type=float, default=None,
+                    help="scenarios 2 and 3 (3 brokers) offered load in msgs/s (default: 50 %% of Kafka's max there)")
     ap.add_argument("--partitions", type=int, default=1, help="partitions per topic (default 1)")
     ap.add_argument("--kafka-flush-variant", action=argparse.BooleanOptionalAction, default=None,
                     help="also run Kafka with log.flush.interval.messages=1 in scenario 2 (default: on, off with --quick)")
+    ap.add_argument("--only", choices=["kafka", "skiff"], default=None,
+                    help="run only this broker's targets (for developing the benchmark; no ratios)")
     ap.add_argument("--idle-settle", type=float, default=2.0, help="seconds after serving before idle RSS is read")
     ap.add_argument("--work-dir", default=str(ROOT / "target" / "bench"),
                     help="brokers' data (must be a real disk, not tmpfs); emptied at start")
@@ -209,11 +232,16 @@ def parse_args() -> argparse.Namespace:
         args.runs = 1 if args.quick else 3
     if not 1 <= args.runs <= 20:
         ap.error("--runs must be between 1 and 20")
-    known = {s.key for s in scenarios.SCENARIOS}
-    args.selected = [k.strip() for k in args.scenarios.split(",") if k.strip() and k.strip() != "6"]
+    if args.scenarios is None:
+        # --quick: the issue's scenarios only; the single-node acks=all and end-to-end
+        # ones (2a, 3a) are superseded there by their 3-broker versions (2, 3).
+        args.scenarios = ",".join(s.key for s in SCENARIOS if not (args.quick and s.key in ("2a", "3a")))
+    known = {s.key for s in SCENARIOS}
+    args.selected = [cluster_scenarios.GROUPS.get(k.strip(), k.strip()) for k in args.scenarios.split(",")
+                     if k.strip() and k.strip() != "6"]
     unknown = set(args.selected) - known
     if unknown:
-        ap.error(f"unknown scenario(s) {sorted(unknown)}; known: {sorted(known)} and 6")
+        ap.error(f"unknown scenario(s) {sorted(unknown)}; known: {sorted(known | set(cluster_scenarios.GROUPS))} and 6")
     return args
 
 
@@ -238,10 +266,10 @@ def main() -> int:
     tables: list[Table] = []
     try:
         bench.measure_limits()
-        for sc in scenarios.SCENARIOS:
+        for sc in SCENARIOS:
             if sc.key in args.selected:
                 log(f"scenario {sc.key}: {sc.title}")
-                tables.append(bench.run_scenario(sc))
+                tables.extend(bench.run_scenario(sc))
         if not args.quick:
             bench.measure_limits()  # again after the brokers: disks of virtual machines drift
     except KeyboardInterrupt:
@@ -254,10 +282,12 @@ def main() -> int:
     meta["started_at"] = started_at.strftime("%Y-%m-%d %H:%M UTC")
     meta["minutes"] = (time.monotonic() - started) / 60
     meta["offered_rate"] = bench.ctx.offered_rate
+    meta["cluster_rate"] = bench.ctx.cluster_rate
     meta["broker_starts"] = bench.starts
     meta["incidents"] = bench.incidents
 
-    made = [] if args.no_write else report.plots(tables, bench.ctx.footprint, Path(args.plots))
+    made = [] if args.no_write else (report.plots(tables, bench.ctx.footprint, Path(args.plots))
+                                     + cluster_scenarios.timeline_plots(bench.ctx.timelines, Path(args.plots)))
     output = Path(args.output)
     section = report.section(meta, bench.limit_values, bench.limit_errors, tables, bench.ctx.footprint, made,
                              output.parent)

@@ -176,18 +176,43 @@ class Running:
     stop_ms: float | None = None
     notes: list[str] = field(default_factory=list)
 
+    # 3 brokers: the cluster harness (broker/tests/cluster/cluster.py) that started them,
+    # for scenarios that kill and restart nodes; `pids` then follows the restarts.
+    cluster: object = None
+    cpu_base: float = 0.0  # CPU seconds of nodes that exited (killed or restarted)
+
+    def live_pids(self) -> list[int]:
+        if self.cluster is None:
+            return self.pids
+        return [n.proc.pid for n in self.cluster.nodes.values() if n.running]
+
+    def node_pids(self) -> dict[int, int]:
+        """{node id: pid} of running nodes (one node, id 0, for a single broker)."""
+        if self.cluster is None:
+            return dict(enumerate(self.pids))
+        return {i: n.proc.pid for i, n in self.cluster.nodes.items() if n.running}
+
     def cpu_seconds(self) -> float:
-        return sum(cpu_seconds(p) for p in self.pids)
+        return sum(cpu_seconds(p) for p in self.live_pids())
 
     def rss_kib(self) -> int:
-        return sum(proc_status_kib(p, "VmRSS") for p in self.pids)
+        return sum(proc_status_kib(p, "VmRSS") for p in self.live_pids())
+
+    def rss_per_node_kib(self) -> list[int]:
+        return [proc_status_kib(p, "VmRSS") for p in self.live_pids()]
 
     def hwm_kib(self) -> int:
         """Peak RSS since start (VmHWM), summed over nodes."""
-        return sum(proc_status_kib(p, "VmHWM") for p in self.pids)
+        return sum(proc_status_kib(p, "VmHWM") for p in self.live_pids())
+
+    def hwm_per_node_kib(self) -> list[int]:
+        return [proc_status_kib(p, "VmHWM") for p in self.live_pids()]
 
     def gone(self) -> str | None:
         """Why the broker is not running any more, or None while it is."""
+        if self.cluster is not None:
+            crashed = self.cluster.crashed()
+            return f"{self.target.label}: {'; '.join(crashed)}" if crashed else None
         dead = [p for p in self.pids if not alive(p)]
         if not dead:
             return None
@@ -232,15 +257,15 @@ def start(target: Target, workdir: Path, idle_settle_s: float) -> Running:
     workdir.mkdir(parents=True)
     if target.nodes not in (1, 3):
         raise BrokerError(f"{target.nodes} nodes: kafka.sh starts 1 or 3")
-    if target.kind == "kafka":
+    if target.nodes == 3:
+        import cluster3  # the fault-injection harness of broker/tests/cluster; needs confluent-kafka
+
+        running = cluster3.start(target, workdir)
+        _RUNNING.add(running)
+    elif target.kind == "kafka":
         running = _start_kafka(target, workdir)
-    elif target.nodes == 1:
-        running = _start_skiff(target, workdir)
     else:
-        # Slot for the 3-broker scenarios: three skiff-broker processes with distinct
-        # --node-id, ports and data dirs, once replication and the metadata quorum land
-        # (their flags are not settled yet). Return a Running with all three pids.
-        raise BrokerError("3-node Skiff is not implemented in the bench yet (replication has not landed)")
+        running = _start_skiff(target, workdir)
     time.sleep(idle_settle_s)
     running.check_alive()
     running.idle_rss_kib = running.rss_kib()

@@ -5,12 +5,13 @@ call of `measure`. Starting and
 stopping brokers, repetition and failure handling belong to the orchestrator (bench.py).
 Every load step is independent: one failing is recorded in its rows and the next runs.
 
-The 3-broker scenarios slot in as more entries of SCENARIOS with `nodes=3` targets and
-`replication_factor=3` topics (see brokers.start for the cluster hook).
+The 3-broker scenarios of the issue (2, 3, 4, 5, 7 and the cluster rows of 6) are in
+cluster_scenarios.py; the single-node acks=all and end-to-end scenarios here are 2a and 3a.
+A scenario may fill companion tables (`companions`) from the same broker starts.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -56,8 +57,11 @@ class Ctx:
     partitions: int
     log: Path
     footprint: Table
-    offered_rate: float | None = None  # scenario 2, msgs/s: --rate, else set by Kafka's first run
+    offered_rate: float | None = None  # scenario 2a, msgs/s: --rate, else set by Kafka's first run
     kafka_flush_variant: bool = False
+    cluster_rate: float | None = None  # scenarios 2 and 3 (3 brokers): set by Kafka's first run
+    companions: dict[str, Table] = field(default_factory=dict)  # by key, filled by bench.run_scenario
+    timelines: list[dict] = field(default_factory=list)  # acks over time around faults (scenarios 4, 5)
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Scenario:
     rows: Callable[[Ctx], list[Row]]
     measure: Callable[[Ctx, Table, Running, int], None]
     notes: Callable[[Ctx], list[str]] = lambda ctx: []
+    companions: Callable[[Ctx], list[Table]] = lambda ctx: []
 
     def table(self, ctx: Ctx) -> Table:
         return Table(self.key, self.title, self.targets(ctx), self.rows(ctx), self.notes(ctx))
@@ -100,11 +105,24 @@ def warm_up(ctx: Ctx, running: Running) -> None:
     """Same unmeasured traffic for every broker after start (the JVM's JIT needs it)."""
     if ctx.sizes.warmup_records <= 0:
         return
-    topic = new_topic(ctx, running, "warmup")
+    running.check_alive()
+    topic = "warmup"  # 3 brokers: RF 3, so replication is warmed up too
+    with loads.watching(running.gone):
+        loads.create_topic(running.bootstrap, topic, ctx.partitions, running.target.nodes, log=ctx.log)
     with loads.watching(running.gone):
         loads.rdkafka("produce", running.bootstrap, topic, log=ctx.log, count=ctx.sizes.warmup_records,
                       size=1024, acks="1")
         loads.rdkafka("consume", running.bootstrap, topic, log=ctx.log, count=ctx.sizes.warmup_records)
+    if running.target.nodes == 3:
+        # A 3-broker run measures acks=all with ProducerPerformance: warm that path on
+        # every broker (one partition led by each), twice the records, unmeasured. A first
+        # quick run showed Kafka's three fresh JVMs still ramping up (JIT) 40 s into the
+        # measured step after the acks=1 warm-up alone.
+        topic = "warmup-acks-all"
+        with loads.watching(running.gone):
+            loads.create_topic(running.bootstrap, topic, 3, 3, log=ctx.log)
+            loads.producer_performance(running.bootstrap, topic, 2 * ctx.sizes.warmup_records, 1024, "all",
+                                       log=ctx.log)
 
 
 # ---------------------------------------------------------------------------------------
@@ -325,12 +343,15 @@ FOOT_TARGETS = [KAFKA, SKIFF]
 
 
 def footprint_table(idle_settle_s: float) -> Table:
+    import cluster_scenarios
+
     return Table("6", "Footprint", FOOT_TARGETS, [
         Row(FOOT_START, "ms", "lower", plot="footprint"),
         Row(FOOT_IDLE_RSS, "MiB", "lower", plot="footprint"),
         Row(FOOT_PEAK_RSS, "MiB", "lower"),
         Row(FOOT_CPU, "s", "lower"),
         Row(FOOT_STOP, "ms", "lower"),
+        *cluster_scenarios.FOOT_ROWS,
     ], notes=[
         "Start to serving: process start to the first Metadata response listing a broker, polled every 5 ms. "
         "Skiff: from fork/exec. Kafka: from the broker JVM's start time in /proc (10 ms ticks); the separate "
@@ -338,6 +359,7 @@ def footprint_table(idle_settle_s: float) -> Table:
         f"Idle RSS: VmRSS {idle_settle_s:g} s after serving, no client connected. Kafka runs with the heap "
         "kafka-server-start.sh gives it (-Xmx1G -Xms1G, G1). Peak RSS: VmHWM at the end of scenario 1.",
         "Values over every broker start of the run (all scenarios), Skiff in both durability modes.",
+        *cluster_scenarios.FOOT_NOTES,
     ])
 
 
@@ -346,7 +368,10 @@ def _kind_target(running: Running) -> Target:
 
 
 def record_start(ctx: Ctx, running: Running) -> None:
-    if running.target.nodes != 1:  # the footprint table is per broker process
+    if running.target.nodes != 1:  # per broker process: the cluster rows
+        import cluster_scenarios
+
+        cluster_scenarios.record_cluster_start(ctx, running)
         return
     t = _kind_target(running)
     ctx.footprint.add(t, FOOT_START, running.start_to_serving_ms)
@@ -360,8 +385,8 @@ def record_stop(ctx: Ctx, running: Running) -> None:
 
 SCENARIOS = [
     Scenario("1", "1 node, RF 1, acks=1: throughput", lambda ctx: [KAFKA, SKIFF], s1_rows, s1_measure, s1_notes),
-    Scenario("2", "1 node, acks=all: throughput and produce latency", s2_targets, s2_rows, s2_measure, s2_notes),
-    Scenario("3", "1 node, end-to-end latency", lambda ctx: [KAFKA, SKIFF_FSYNC, SKIFF_MEMORY], s3_rows, s3_measure,
+    Scenario("2a", "1 node, acks=all: throughput and produce latency", s2_targets, s2_rows, s2_measure, s2_notes),
+    Scenario("3a", "1 node, end-to-end latency", lambda ctx: [KAFKA, SKIFF_FSYNC, SKIFF_MEMORY], s3_rows, s3_measure,
              s3_notes),
 ]
 
