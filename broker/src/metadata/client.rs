@@ -222,11 +222,17 @@ impl ControllerClient {
         shutdown: CancellationToken,
     ) {
         let mut connection: Option<(i32, RpcClient)> = None;
+        // The first heartbeat goes out at once: it unfences the broker, which
+        // serves clients only from then on.
+        let mut first = true;
         loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
+            if !first {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
             }
+            first = false;
             let Some(epoch) = self.epoch() else { continue };
             let request = ControllerRequest::Heartbeat {
                 node_id: self.node_id,
