@@ -191,8 +191,10 @@ impl Controller {
                     broker = node,
                     "controller: heartbeat connection closed; fencing"
                 );
-                this.commit_records("fencing", |image| broker_lifecycle::fence(image, node))
-                    .await;
+                this.commit_records("fencing", |image| {
+                    broker_lifecycle::fence(image, node, true)
+                })
+                .await;
             });
         }
     }
@@ -248,8 +250,10 @@ impl Controller {
             };
             for node in expired {
                 info!(broker = node, "controller: session expired; fencing");
-                self.commit_records("fencing", |image| broker_lifecycle::fence(image, node))
-                    .await;
+                self.commit_records("fencing", |image| {
+                    broker_lifecycle::fence(image, node, false)
+                })
+                .await;
             }
             if last_preferred.elapsed() >= self.timing.preferred_leader_interval {
                 last_preferred = Instant::now();

@@ -133,15 +133,20 @@ pub async fn metadata(
             out
         }
     };
-    // Every registered broker is listed, fenced ones too (their replicas are
-    // reported offline and they lead nothing). A broker that vanishes from
-    // the list makes librdkafka decommission its handle while the partition
-    // is migrating, parking the partition on its internal broker for a full
-    // second (measured: ~1 s added to every failover); a client told of no
-    // broker at all (a fenced broker answering about itself) is stranded.
+    // Like Kafka, a broker fenced for silence (a pause, a partition) is not
+    // listed: a client then drops its connection and the requests parked in
+    // it instead of waiting out request.timeout.ms (listing it stalled an
+    // idempotent producer's partition for 20 s). A broker whose process is
+    // gone (its connection reset) stays listed: nothing is parked in its
+    // sockets, and when the old leader vanishes in the same answer that names
+    // the new one, librdkafka parks the partition until its next leader query
+    // (retry.backoff.max.ms, 1 s by default; measured 1.4 s -> 0.45 s
+    // client-seen failover). The answering broker is always listed: a client
+    // told of no broker at all is stranded.
     let brokers = image
         .brokers
         .values()
+        .filter(|b| !b.fenced || b.crashed || b.node_id == broker.node_id)
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))

@@ -76,12 +76,16 @@ pub fn register(image: &MetadataImage, reg: &Registration) -> Vec<MetadataRecord
     records
 }
 
-/// Records that fence `node` (no-op if it is unknown or already fenced).
-pub fn fence(image: &MetadataImage, node: i32) -> Vec<MetadataRecord> {
+/// Records that fence `node` (no-op if it is unknown or already fenced);
+/// `crashed`: its connection reset (the process is gone), rather than silence.
+pub fn fence(image: &MetadataImage, node: i32, crashed: bool) -> Vec<MetadataRecord> {
     match image.brokers.get(&node) {
         Some(b) if !b.fenced => {
             let mut records = leave_partitions(image, node);
-            records.push(MetadataRecord::BrokerFenced { node_id: node });
+            records.push(MetadataRecord::BrokerFenced {
+                node_id: node,
+                crashed,
+            });
             records
         }
         _ => Vec::new(),
@@ -260,16 +264,19 @@ mod tests {
     #[test]
     fn fencing_the_leader_moves_leadership_and_bumps_the_epoch() {
         let img = image(3, &[0, 1, 2], 0, &[0, 1, 2]);
-        let next = apply(&img, &fence(&img, 0));
+        let next = apply(&img, &fence(&img, 0, false));
         assert_eq!(state(&next), (1, vec![1, 2], 1));
         assert!(next.brokers[&0].fenced);
-        assert!(fence(&next, 0).is_empty(), "fencing twice changes nothing");
+        assert!(
+            fence(&next, 0, false).is_empty(),
+            "fencing twice changes nothing"
+        );
     }
 
     #[test]
     fn last_isr_member_goes_offline_and_comes_back_on_unfence() {
         let img = image(3, &[0, 1], 0, &[0]);
-        let offline = apply(&img, &fence(&img, 0));
+        let offline = apply(&img, &fence(&img, 0, false));
         assert_eq!(state(&offline), (NO_LEADER, vec![0], 1));
         // Broker 1 is not in the ISR: it may not lead (no unclean election).
         let still = apply(&offline, &unfence(&offline, 1));
@@ -290,7 +297,7 @@ mod tests {
             incarnation: inc,
             controller: None,
         };
-        let fenced = apply(&img, &fence(&img, 0));
+        let fenced = apply(&img, &fence(&img, 0, false));
         let back = apply(&fenced, &register(&fenced, &reg(Uuid::from_u128(9))));
         let back = apply(&back, &unfence(&back, 0));
         let p = p0(&back);

@@ -25,6 +25,9 @@ pub struct BrokerInfo {
     pub epoch: i64,
     pub controller: Option<String>,
     pub fenced: bool,
+    /// Fenced because its process is gone (its connection reset), not silent.
+    #[serde(default)]
+    pub crashed: bool,
     pub shutting_down: bool,
     pub draining: bool,
 }
@@ -133,19 +136,22 @@ impl MetadataImage {
                     epoch: self.records as i64,
                     controller: controller.clone(),
                     fenced: true,
+                    crashed: false,
                     shutting_down: false,
                     draining,
                 };
                 self.brokers.insert(*node_id, info);
             }
-            MetadataRecord::BrokerFenced { node_id } => {
+            MetadataRecord::BrokerFenced { node_id, crashed } => {
                 if let Some(b) = self.broker_mut(*node_id) {
                     b.fenced = true;
+                    b.crashed = *crashed;
                 }
             }
             MetadataRecord::BrokerUnfenced { node_id } => {
                 if let Some(b) = self.broker_mut(*node_id) {
                     b.fenced = false;
+                    b.crashed = false;
                     b.shutting_down = false;
                 }
             }

@@ -149,6 +149,7 @@ pub(crate) mod tests {
                     epoch: 0,
                     controller: None,
                     fenced: false,
+                    crashed: false,
                     shutting_down: false,
                     draining: false,
                 },

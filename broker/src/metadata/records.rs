@@ -30,7 +30,13 @@ pub enum MetadataRecord {
     },
     /// A broker missed its session or announced it is gone: it leads nothing
     /// and is in no ISR (unless it was the last member).
-    BrokerFenced { node_id: i32 },
+    BrokerFenced {
+        node_id: i32,
+        /// Fenced because its heartbeat connection reset: the process is gone
+        /// (not merely silent), so nothing waits in its sockets.
+        #[serde(default)]
+        crashed: bool,
+    },
     /// A registered broker heartbeats and may lead and join ISRs again.
     BrokerUnfenced { node_id: i32 },
     /// A broker is shutting down in a controlled way: its leaderships move.

@@ -170,6 +170,7 @@ fn image(
                 epoch: 0,
                 controller: None,
                 fenced: false,
+                crashed: false,
                 shutting_down: false,
                 draining: false,
             },
