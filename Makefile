@@ -7,6 +7,7 @@ CACHE ?= $(HOME)/.cache/skiff
 CARGO ?= cargo
 BROKER_PORT ?= 9092
 ADMIN_PORT ?= 9644
+CONTROLLER_PORT ?= 9093
 
 .PHONY: test lint deps kcat run bench-storage
 
@@ -39,7 +40,7 @@ run: kcat
 	@echo "  kcat -b 127.0.0.1:$(BROKER_PORT) -C -t demo -e                # consume"
 	@echo "Stop with Ctrl-C (clean shutdown)."
 	@echo
-	exec target/release/skiff-broker --data-dir ./skiff-data --listen 127.0.0.1:$(BROKER_PORT) --admin-listen 127.0.0.1:$(ADMIN_PORT)
+	exec target/release/skiff-broker --data-dir ./skiff-data --listen 127.0.0.1:$(BROKER_PORT) --admin-listen 127.0.0.1:$(ADMIN_PORT) --controller-listen 127.0.0.1:$(CONTROLLER_PORT)
 
 ## bench-storage: storage-engine figures next to dd, written to BENCHMARKS.md
 bench-storage:

@@ -2,6 +2,7 @@
 //! requests (metadata, replicas, groups, metrics), plus start-up and the
 //! graceful shutdown on SIGTERM.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,15 +15,21 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use crate::admin::http;
+use crate::admin::{http, safety};
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::group::{GroupConfig, GroupCoordinator};
-use crate::metadata::controller::{self, ControllerError, NewTopic};
+use crate::metadata::MetadataImage;
+use crate::metadata::active::{Controller, ControllerHook, ControllerTiming};
+use crate::metadata::broker_lifecycle::Registration;
+use crate::metadata::client::{ControllerClient, DEFAULT_DEADLINE};
+use crate::metadata::controller::{self, NewTopic};
 use crate::metadata::identity::{self, IdentityError};
-use crate::metadata::{MetadataError, MetadataImage, MetadataRecord, MetadataStore};
+use crate::metadata::quorum::{Quorum, QuorumConfig, QuorumError};
+use crate::metadata::request::{ControllerReply, ControllerRequest, Refusal};
 use crate::metrics::Metrics;
-use crate::partition::ReplicaManager;
+use crate::partition::manager::LeadershipChange;
 use crate::partition::offsets_store::PartitionOffsetStore;
+use crate::partition::{ReplicaManager, RoleChange};
 use crate::protocol::server;
 
 /// Name of the internal topic holding committed offsets and group metadata.
@@ -39,8 +46,30 @@ pub struct BrokerOptions {
     /// `host:port` clients are told to connect to (defaults to the bound address).
     pub advertise: Option<String>,
     pub admin_listen: String,
+    /// The metadata quorum (controller) listener.
+    pub controller_listen: String,
+    /// Voter id -> controller address; empty: a cluster of this broker alone.
+    pub voters: BTreeMap<i32, String>,
     pub cluster_id: Option<String>,
     pub config: BrokerConfig,
+}
+
+/// Parses `--voters ID@HOST:PORT,...`.
+pub fn parse_voters(list: &[String]) -> Result<BTreeMap<i32, String>, String> {
+    let mut voters = BTreeMap::new();
+    for entry in list.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry
+            .split_once('@')
+            .ok_or_else(|| format!("voter '{entry}': expected ID@HOST:PORT"))?;
+        let id: i32 = id
+            .parse()
+            .map_err(|_| format!("voter '{entry}': '{id}' is not a node id"))?;
+        split_host_port(addr).map_err(|e| format!("voter '{entry}': {e}"))?;
+        if voters.insert(id, addr.to_owned()).is_some() {
+            return Err(format!("voter {id} is listed twice"));
+        }
+    }
+    Ok(voters)
 }
 
 /// Start-up failed.
@@ -49,7 +78,9 @@ pub enum StartError {
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error(transparent)]
-    Metadata(#[from] MetadataError),
+    Quorum(#[from] QuorumError),
+    #[error("registering with the controller: {0}")]
+    Registration(Refusal),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -57,12 +88,6 @@ pub enum StartError {
     },
     #[error("invalid address {0}: expected host:port")]
     Address(String),
-    #[error("data directory {dir} holds cluster {found}, but its metadata says {expected}")]
-    ClusterMismatch {
-        dir: PathBuf,
-        found: String,
-        expected: String,
-    },
     #[error("{0}")]
     Internal(String),
 }
@@ -76,7 +101,8 @@ pub struct Broker {
     pub advertised_port: i32,
     pub rack: Option<String>,
     pub config: Arc<BrokerConfig>,
-    pub metadata: Arc<MetadataStore>,
+    pub quorum: Quorum,
+    pub controller: Arc<ControllerClient>,
     pub replicas: Arc<ReplicaManager>,
     pub groups: Arc<GroupCoordinator>,
     pub metrics: Metrics,
@@ -93,45 +119,76 @@ impl Broker {
 
     /// The current metadata image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.metadata.image()
+        self.quorum.image()
+    }
+
+    /// Sends a request to the active controller and waits until this
+    /// broker's image (and so its partitions) has the change.
+    pub async fn submit(&self, request: ControllerRequest) -> Result<ControllerReply, Refusal> {
+        let reply = self.controller.call(request, DEFAULT_DEADLINE).await?;
+        self.replicas.sync(&self.image());
+        Ok(reply)
     }
 
     /// Creates a topic through the controller and waits until this broker has
-    /// opened its partitions.
+    /// opened its partitions. `validate_only` checks without creating.
     pub async fn create_topic(
         &self,
         topic: NewTopic,
         validate_only: bool,
-    ) -> Result<Result<Uuid, ControllerError>, MetadataError> {
+    ) -> Result<Uuid, Refusal> {
         let defaults = (
             self.config.long("num.partitions") as i32,
             self.config.long("default.replication.factor") as i32,
         );
         let id = Uuid::new_v4();
         if validate_only {
-            return Ok(controller::create_topic(&self.image(), &topic, defaults, id).map(|_| id));
+            controller::create_topic(&self.image(), &topic, defaults, id)?;
+            return Ok(id);
         }
-        let committed = self
-            .metadata
-            .commit(|image| controller::create_topic(image, &topic, defaults, id))
-            .await?;
-        Ok(committed.map(|image| {
-            self.replicas.sync(&image);
-            id
-        }))
+        self.submit(ControllerRequest::CreateTopic {
+            topic,
+            defaults,
+            id,
+        })
+        .await?;
+        Ok(id)
     }
 
-    /// Applies metadata records through the controller and brings local
-    /// partitions in line with the new image.
-    pub async fn commit<E>(
-        &self,
-        plan: impl FnOnce(&MetadataImage) -> Result<Vec<MetadataRecord>, E>,
-    ) -> Result<Result<Arc<MetadataImage>, E>, MetadataError> {
-        let committed = self.metadata.commit(plan).await?;
-        if let Ok(image) = &committed {
-            self.replicas.sync(image);
-        }
-        Ok(committed)
+    /// The metadata quorum's voters.
+    pub fn voters(&self) -> Vec<i32> {
+        self.quorum.voters().into_keys().collect()
+    }
+
+    /// The active controller, if known.
+    pub fn active_controller(&self) -> Option<i32> {
+        self.quorum.leader()
+    }
+
+    /// `/v1/status`.
+    pub fn status(&self) -> safety::BrokerStatus {
+        safety::status(
+            &self.image(),
+            self.node_id,
+            self.is_ready(),
+            self.active_controller(),
+            &self.config,
+        )
+    }
+
+    /// `/v1/restart-safety`.
+    pub fn restart_safety(&self) -> safety::RestartSafety {
+        safety::restart_safety(&self.image(), self.node_id, &self.voters(), &self.config)
+    }
+
+    /// Turns maintenance mode on (leaderships move away and stay away) or off.
+    pub async fn set_draining(&self, draining: bool) -> Result<(), Refusal> {
+        self.submit(ControllerRequest::Drain {
+            node_id: self.node_id,
+            draining,
+        })
+        .await
+        .map(|_| info!(draining, "maintenance mode changed"))
     }
 
     /// Creates `__consumer_offsets` if it does not exist yet (as Kafka does on
@@ -162,31 +219,32 @@ impl Broker {
             config,
         };
         match self.create_topic(topic, false).await {
-            Ok(Ok(_)) | Ok(Err(ControllerError::TopicAlreadyExists(_))) => {}
-            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(_) => {}
+            Err(e) if e.code == crate::metadata::api::TOPIC_ALREADY_EXISTS => {}
             Err(e) => return Err(e.to_string()),
         }
-        // The coordinator serves a group only once its partition is loaded.
-        self.groups.load().await.map_err(|e| e.to_string())
+        // Leaders of its partitions load them as leadership arrives
+        // (`follow_leadership`); clients retry until then.
+        Ok(())
     }
 
     /// Hands out a producer id, taking a new block from the metadata when the
     /// current one is used up.
-    pub async fn next_producer_id(&self) -> Result<i64, MetadataError> {
+    pub async fn next_producer_id(&self) -> Result<i64, Refusal> {
         let mut block = self.producer_ids.lock().await;
         if block.0 >= block.1 {
-            let mut first = 0;
-            let committed = self
-                .metadata
-                .commit(|image| {
-                    let (f, records) = controller::allocate_producer_ids(image, PRODUCER_ID_BLOCK);
-                    first = f;
-                    Ok::<_, ()>(records)
+            let reply = self
+                .submit(ControllerRequest::AllocateProducerIds {
+                    count: PRODUCER_ID_BLOCK,
                 })
                 .await?;
-            if committed.is_ok() {
-                *block = (first, first + PRODUCER_ID_BLOCK);
-            }
+            let ControllerReply::ProducerIds { first } = reply else {
+                return Err(Refusal::new(
+                    -1,
+                    format!("unexpected controller reply {reply:?}"),
+                ));
+            };
+            *block = (first, first + PRODUCER_ID_BLOCK);
         }
         let id = block.0;
         block.0 += 1;
@@ -200,7 +258,9 @@ pub struct RunningBroker {
     pub broker: Arc<Broker>,
     pub kafka_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub controller_addr: SocketAddr,
     shutdown: CancellationToken,
+    heartbeats: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     kafka_server: Mutex<Option<JoinHandle<()>>>,
 }
@@ -220,21 +280,37 @@ fn split_host_port(addr: &str) -> Result<(String, i32), StartError> {
     ))
 }
 
-/// Starts a broker: checks the data directory's identity, replays metadata,
-/// opens (recovering) every partition, then binds the listeners.
+/// Starts a broker: checks the data directory's identity, joins the metadata
+/// quorum, registers with the active controller, opens (recovering) every
+/// partition, then serves; the first heartbeat unfences it.
 pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
     let started = std::time::Instant::now();
     let identity = identity::ensure(&opts.data_dir, opts.node_id, opts.cluster_id.as_deref())?;
-    let metadata_dir = opts.data_dir.join("__cluster_metadata");
-    let metadata = Arc::new(MetadataStore::open(&metadata_dir)?);
-    let image = metadata.image();
-    if !image.cluster_id.is_empty() && image.cluster_id != identity.cluster_id {
-        return Err(StartError::ClusterMismatch {
-            dir: opts.data_dir.clone(),
-            found: identity.cluster_id,
-            expected: image.cluster_id.clone(),
-        });
-    }
+    let config = Arc::new(opts.config.clone());
+    let shutdown = CancellationToken::new();
+
+    let hook = Arc::new(ControllerHook::default());
+    let mut quorum_config = QuorumConfig::new(
+        opts.node_id,
+        opts.controller_listen.clone(),
+        opts.data_dir.join("__cluster_metadata").join("raft"),
+    );
+    quorum_config.voters = opts.voters.clone();
+    let quorum = Quorum::start(quorum_config, hook.clone()).await?;
+    let timing = ControllerTiming {
+        session_timeout: Duration::from_millis(config.long("broker.session.timeout.ms") as u64),
+        tick: Duration::from_millis(50),
+        preferred_leader_interval: Duration::from_secs(
+            config.long("leader.imbalance.check.interval.seconds") as u64,
+        ),
+        previous_controller_grace: Duration::from_millis(
+            config.long("broker.heartbeat.interval.ms") as u64 + 100,
+        ),
+    };
+    let controller = Controller::new(opts.node_id, quorum.clone(), timing);
+    hook.set(controller.clone());
+    let mut tasks = vec![tokio::spawn(controller.clone().run(shutdown.clone()))];
+    let client = ControllerClient::new(opts.node_id, quorum.clone(), controller);
 
     let listener = server::bind(&opts.listen)
         .await
@@ -251,40 +327,43 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
         None => (kafka_addr.ip().to_string(), kafka_addr.port() as i32),
     };
     let rack = opts.config.get("broker.rack").map(str::to_owned);
-    let cluster_id = identity.cluster_id.clone();
-    let registration = MetadataRecord::BrokerRegistered {
+    let registration = Registration {
+        cluster_id: identity.cluster_id.clone(),
         node_id: opts.node_id,
         host: advertised_host.clone(),
         port: advertised_port,
         rack: rack.clone(),
+        incarnation: identity.directory_id,
+        controller: Some(
+            opts.voters
+                .get(&opts.node_id)
+                .cloned()
+                .unwrap_or_else(|| quorum.local_addr().to_string()),
+        ),
     };
-    metadata
-        .commit(|image| {
-            let mut records = Vec::new();
-            if image.cluster_id.is_empty() {
-                records.push(MetadataRecord::ClusterFormatted {
-                    cluster_id: cluster_id.clone(),
-                });
-            }
-            let current = image.brokers.get(&opts.node_id);
-            let changed = current.is_none_or(|b| {
-                b.host != advertised_host || b.port != advertised_port || b.rack != rack
-            });
-            if changed {
-                records.push(registration.clone());
-            }
-            Ok::<_, ()>(records)
-        })
-        .await?
-        .map_err(|()| StartError::Internal("broker registration refused".into()))?;
+    let epoch = client
+        .register(&registration)
+        .await
+        .map_err(StartError::Registration)?;
+    let mut images = quorum.watch();
+    let _ = tokio::time::timeout(
+        DEFAULT_DEADLINE,
+        images.wait_for(|i| {
+            i.brokers
+                .get(&opts.node_id)
+                .is_some_and(|b| b.epoch == epoch)
+        }),
+    )
+    .await;
 
-    let config = Arc::new(opts.config.clone());
-    let replicas = Arc::new(ReplicaManager::new(
+    let replicas = Arc::new(ReplicaManager::with_isr_channel(
         opts.node_id,
         &opts.data_dir,
         config.clone(),
+        client.clone(),
     ));
-    let image = metadata.image();
+    let leadership = replicas.leadership_changes();
+    let image = quorum.image();
     replicas.remove_strays(&image);
     let failed = replicas.sync(&image);
     if failed > 0 {
@@ -297,12 +376,11 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
     let store = Arc::new(PartitionOffsetStore::new(replicas.clone()));
     let group_config = GroupConfig::from_broker(&config);
     let groups = GroupCoordinator::new(store, group_config);
-    if metadata.image().topics.contains_key(OFFSETS_TOPIC) {
-        groups
-            .load()
-            .await
-            .map_err(|e| StartError::Internal(format!("loading consumer groups: {e}")))?;
-    }
+    tasks.push(tokio::spawn(follow_leadership(
+        groups.clone(),
+        leadership,
+        shutdown.clone(),
+    )));
 
     let metrics = Metrics::new(opts.node_id);
     let broker = Arc::new(Broker {
@@ -310,9 +388,10 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
         cluster_id: identity.cluster_id,
         advertised_host: advertised_host.clone(),
         advertised_port,
-        rack: config.get("broker.rack").map(str::to_owned),
+        rack,
         config: config.clone(),
-        metadata: metadata.clone(),
+        quorum: quorum.clone(),
+        controller: client.clone(),
         replicas: replicas.clone(),
         groups,
         metrics,
@@ -321,7 +400,6 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
         offsets_topic_lock: tokio::sync::Mutex::new(()),
     });
 
-    let shutdown = CancellationToken::new();
     let admin = http::bind(&opts.admin_listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -332,16 +410,26 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
         addr: opts.admin_listen.clone(),
         source,
     })?;
-    let mut tasks = vec![tokio::spawn(http::serve(
+    tasks.push(tokio::spawn(http::serve(
         admin,
         broker.clone(),
         shutdown.clone(),
-    ))];
+    )));
+    tasks.push(tokio::spawn(follow_metadata(
+        broker.clone(),
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(retention_loop(
         broker.clone(),
         shutdown.clone(),
     )));
     tasks.push(tokio::spawn(metrics_loop(broker.clone(), shutdown.clone())));
+    let heartbeats = CancellationToken::new();
+    tasks.push(tokio::spawn(client.clone().heartbeat_loop(
+        registration,
+        Duration::from_millis(config.long("broker.heartbeat.interval.ms") as u64),
+        heartbeats.clone(),
+    )));
     let kafka_server = tokio::spawn(server::serve(listener, broker.clone(), shutdown.clone()));
     broker.ready.store(true, Ordering::Release);
     info!(
@@ -350,6 +438,7 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
         kafka = %kafka_addr,
         advertised = %format!("{}:{}", broker.advertised_host, broker.advertised_port),
         admin = %admin_addr,
+        controller = %quorum.local_addr(),
         partitions = replicas.all().len(),
         start_ms = started.elapsed().as_millis() as u64,
         "broker serving"
@@ -358,18 +447,92 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
         broker,
         kafka_addr,
         admin_addr,
+        controller_addr: quorum.local_addr(),
         shutdown,
+        heartbeats,
         tasks,
         kafka_server: Mutex::new(Some(kafka_server)),
     })
 }
 
+/// Loads the consumer groups of each `__consumer_offsets` partition this
+/// broker comes to lead, and drops them when leadership moves away.
+async fn follow_leadership(
+    groups: Arc<GroupCoordinator>,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<LeadershipChange>,
+    shutdown: CancellationToken,
+) {
+    groups.start_offset_expiry();
+    loop {
+        let change = tokio::select! {
+            () = shutdown.cancelled() => return,
+            change = changes.recv() => match change { Some(c) => c, None => return },
+        };
+        if change.topic != OFFSETS_TOPIC {
+            continue;
+        }
+        match change.change {
+            RoleChange::BecameLeader {
+                already_leading: false,
+                ..
+            } => {
+                if let Err(e) = groups.load_partition(change.partition).await {
+                    error!(partition = change.partition, error = %e, "cannot load consumer groups");
+                }
+            }
+            RoleChange::StoppedLeading { .. } => groups.unload_partition(change.partition),
+            RoleChange::BecameLeader { .. } | RoleChange::Follower { .. } => {}
+        }
+    }
+}
+
+/// Applies every new metadata image: partitions open, close, lead or follow.
+async fn follow_metadata(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut images = broker.quorum.watch();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = images.changed() => if changed.is_err() { return },
+        }
+        let image = images.borrow_and_update().clone();
+        broker.replicas.sync(&image);
+    }
+}
+
 impl RunningBroker {
-    /// Stops accepting, lets in-flight requests finish (bounded), then flushes
+    /// Controlled shutdown: hands leaderships to other in-sync replicas (bounded),
+    /// stops accepting, lets in-flight requests finish (bounded), then flushes
     /// and closes every log cleanly so the next start skips recovery.
     pub async fn shutdown(self) {
         info!("shutting down");
         self.broker.ready.store(false, Ordering::Release);
+        let node = self.broker.node_id;
+        let handed_over = self
+            .broker
+            .controller
+            .call(
+                ControllerRequest::ControlledShutdown { node_id: node },
+                Duration::from_secs(5),
+            )
+            .await;
+        match handed_over {
+            Ok(_) => {
+                let led = self
+                    .broker
+                    .image()
+                    .topics
+                    .values()
+                    .flat_map(|t| t.partitions.values())
+                    .filter(|p| p.leader == node)
+                    .count();
+                info!(
+                    still_leading = led,
+                    "controlled shutdown: leaderships handed over"
+                );
+            }
+            Err(e) => warn!(error = %e, "controlled shutdown refused; stopping anyway"),
+        }
+        self.heartbeats.cancel();
         self.shutdown.cancel();
         let server = self
             .kafka_server
@@ -388,6 +551,7 @@ impl RunningBroker {
         for t in self.tasks {
             t.abort();
         }
+        self.broker.quorum.clone().shutdown().await;
         info!("shutdown complete");
     }
 }
@@ -416,11 +580,18 @@ async fn metrics_loop(broker: Arc<Broker>, shutdown: CancellationToken) {
             .partitions
             .with_label_values(&["hosted"])
             .set(all.len() as i64);
+        let leaders = all.iter().filter(|p| p.is_leader()).count();
+        let under = all.iter().filter(|p| p.is_under_replicated()).count();
         broker
             .metrics
             .partitions
             .with_label_values(&["leader"])
-            .set(all.len() as i64);
+            .set(leaders as i64);
+        broker
+            .metrics
+            .partitions
+            .with_label_values(&["under_replicated"])
+            .set(under as i64);
         broker
             .metrics
             .log_bytes

@@ -1,7 +1,9 @@
 //! `skiff-broker`: runs one Kafka-compatible broker.
 //!
-//! With no flags: node 0, data in `./skiff-data`, Kafka on 127.0.0.1:9092, the
-//! HTTP admin endpoint on 127.0.0.1:9644. SIGTERM or Ctrl-C stops it cleanly.
+//! With no flags: a cluster of one — node 0, data in `./skiff-data`, Kafka on
+//! 127.0.0.1:9092, the metadata quorum on 127.0.0.1:9093, the HTTP admin
+//! endpoint on 127.0.0.1:9644. `--voters` makes it one broker of a cluster.
+//! SIGTERM or Ctrl-C stops it cleanly (controlled shutdown).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +33,13 @@ struct Args {
     /// Address of the HTTP admin listener (/healthz, /readyz, /metrics).
     #[arg(long, default_value = "127.0.0.1:9644")]
     admin_listen: String,
+    /// Address of the metadata-quorum (controller) listener.
+    #[arg(long, default_value = "127.0.0.1:9093")]
+    controller_listen: String,
+    /// The metadata quorum's voters, `ID@HOST:PORT,...`; a broker not listed
+    /// joins as a non-voting learner. Empty: this broker is a cluster of one.
+    #[arg(long, value_delimiter = ',', value_name = "ID@HOST:PORT")]
+    voters: Vec<String>,
     /// Cluster id; a data directory of another cluster is refused.
     #[arg(long)]
     cluster_id: Option<String>,
@@ -89,7 +98,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let voters = match broker::parse_voters(&args.voters) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("skiff-broker: --voters: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = BrokerOptions {
+        controller_listen: args.controller_listen,
+        voters,
         node_id: args.node_id,
         data_dir: args.data_dir,
         listen: args.listen,

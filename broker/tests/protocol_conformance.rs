@@ -22,6 +22,8 @@ async fn start(dir: &std::path::Path) -> RunningBroker {
         listen: "127.0.0.1:0".into(),
         advertise: None,
         admin_listen: "127.0.0.1:0".into(),
+        controller_listen: "127.0.0.1:0".into(),
+        voters: Default::default(),
         cluster_id: None,
         config,
     };
@@ -258,6 +260,31 @@ fn request(api: ApiKey, version: i16) -> RequestKind {
         ApiKey::OffsetDelete => R::OffsetDelete(
             OffsetDeleteRequest::default()
                 .with_group_id(GroupId(StrBytes::from_static_str("missing"))),
+        ),
+        ApiKey::ElectLeaders => R::ElectLeaders(
+            ElectLeadersRequest::default()
+                .with_topic_partitions(Some(vec![
+                    elect_leaders_request::TopicPartitions::default()
+                        .with_topic(topic("conformance"))
+                        .with_partitions(vec![0, 99]),
+                ]))
+                .with_timeout_ms(1000),
+        ),
+        ApiKey::AlterPartitionReassignments => R::AlterPartitionReassignments(
+            AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(1000)
+                .with_topics(vec![
+                    alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(topic("missing"))
+                        .with_partitions(vec![
+                            alter_partition_reassignments_request::ReassignablePartition::default()
+                                .with_partition_index(0)
+                                .with_replicas(Some(vec![BrokerId(0)])),
+                        ]),
+                ]),
+        ),
+        ApiKey::ListPartitionReassignments => R::ListPartitionReassignments(
+            ListPartitionReassignmentsRequest::default().with_timeout_ms(1000),
         ),
         other => panic!("no conformance request for {other:?}"),
     }

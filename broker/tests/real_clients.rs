@@ -50,7 +50,7 @@ struct Broker {
 impl Broker {
     fn start() -> Self {
         let data = tempfile::tempdir().expect("tempdir");
-        let (port, admin) = (free_port(), free_port());
+        let (port, admin, controller) = (free_port(), free_port(), free_port());
         let log = std::fs::File::create(data.path().join("broker.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_skiff-broker"))
             .args(["--data-dir", &data.path().join("data").to_string_lossy()])
@@ -59,6 +59,8 @@ impl Broker {
                 &format!("127.0.0.1:{port}"),
                 "--admin-listen",
                 &format!("127.0.0.1:{admin}"),
+                "--controller-listen",
+                &format!("127.0.0.1:{controller}"),
             ])
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

@@ -250,9 +250,10 @@ def start(target: Target, workdir: Path, idle_settle_s: float) -> Running:
 def _start_skiff(target: Target, workdir: Path) -> Running:
     if not SKIFF_BIN.exists():
         raise BrokerError(f"{SKIFF_BIN} missing (cargo build --release -p skiff-broker)")
-    base = free_port_block(2)
+    base = free_port_block(3)
     cmd = [str(SKIFF_BIN), "--data-dir", str(workdir / "data"),
-           "--listen", f"127.0.0.1:{base}", "--admin-listen", f"127.0.0.1:{base + 1}"]
+           "--listen", f"127.0.0.1:{base}", "--admin-listen", f"127.0.0.1:{base + 1}",
+           "--controller-listen", f"127.0.0.1:{base + 2}"]
     for k, v in target.settings:
         cmd += ["--set", f"{k}={v}"]
     log = open(workdir / "skiff.log", "wb")

@@ -264,8 +264,8 @@ impl Summary {
                 "Produce and consume with kcat:\n  \
                  echo hello | kcat -P -b {first} -t demo\n  \
                  kcat -C -b {first} -t demo -e\n\
-                 Until replication lands each broker is its own single-node cluster, so read\n\
-                 from the broker you wrote to.\n"
+                 The three brokers are one cluster: topics are replicated to all three\n\
+                 (default.replication.factor=3, min.insync.replicas=2), any broker serves.\n"
             ));
             if !self.kcat_installed {
                 text.push_str("(kcat is not installed here: `make kcat` installs it.)\n");

@@ -1,7 +1,7 @@
 //! The proof that Skiff brokers run as Kubernetes runs them: the example
 //! `examples/broker-statefulset.yaml` (a headless Service and a plain
 //! StatefulSet of three `skiff-broker` pods) applied on the real control
-//! plane becomes three Ready brokers whose ids come from the pod index,
+//! plane becomes one cluster of three Ready brokers whose ids come from the pod index,
 //! which advertise their stable DNS names, and which a real Kafka client
 //! (kcat, librdkafka) produces to and consumes from through those names. A
 //! deleted broker pod comes back with the same claim and still serves what
@@ -172,17 +172,26 @@ async fn broker_statefulset_serves_clients_by_dns_name_and_keeps_data_across_pod
         })
         .await;
 
-        // The broker's id is the pod index and it advertises its DNS name:
-        // what the client is told is what it connects to from then on.
-        let metadata: serde_json::Value =
-            serde_json::from_str(&kcat(&["-L", "-J", "-b", &bootstrap(n), "-m", "15"], "").await)
-                .unwrap();
-        let advertised = &metadata["brokers"];
-        assert_eq!(
-            advertised,
-            &serde_json::json!([{"id": n, "name": bootstrap(n)}]),
-            "{metadata}"
-        );
+        // Every broker's id is its pod index and it advertises its DNS name:
+        // what the client is told is what it connects to from then on. Any
+        // broker knows all three (one metadata quorum).
+        let all: Vec<serde_json::Value> = (0..BROKERS)
+            .map(|i| serde_json::json!({"id": i, "name": bootstrap(i)}))
+            .collect();
+        eventually(
+            &format!("broker {n} listing all brokers"),
+            LIMIT,
+            || async {
+                let metadata: serde_json::Value = serde_json::from_str(
+                    &kcat(&["-L", "-J", "-b", &bootstrap(n), "-m", "15"], "").await,
+                )
+                .ok()?;
+                let mut advertised = metadata["brokers"].as_array()?.clone();
+                advertised.sort_by_key(|b| b["id"].as_i64());
+                (advertised == all).then_some(())
+            },
+        )
+        .await;
 
         produce(&bootstrap(n), &format!("topic-{n}"), &messages(n, 0..5)).await;
         assert_eq!(
@@ -190,8 +199,7 @@ async fn broker_statefulset_serves_clients_by_dns_name_and_keeps_data_across_pod
             messages(n, 0..5)
         );
     }
-    // The brokers are separate single-node clusters (until replication):
-    // what went to one is not on another.
+    // One cluster: every broker knows every topic.
     let topics: serde_json::Value =
         serde_json::from_str(&kcat(&["-L", "-J", "-b", &bootstrap(0), "-m", "15"], "").await)
             .unwrap();
@@ -201,8 +209,10 @@ async fn broker_statefulset_serves_clients_by_dns_name_and_keeps_data_across_pod
         .iter()
         .filter_map(|t| t["topic"].as_str())
         .filter(|t| t.starts_with("topic-"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
-    assert_eq!(names, ["topic-0"]);
+    assert_eq!(names, ["topic-0", "topic-1", "topic-2"]);
 
     // Delete broker 1: the StatefulSet recreates it on the same claim, the
     // name follows the new address, and the data is still there.

@@ -113,6 +113,8 @@ fn harness() -> &'static Harness {
                 listen: "127.0.0.1:0".into(),
                 advertise: None,
                 admin_listen: "127.0.0.1:0".into(),
+                controller_listen: "127.0.0.1:0".into(),
+                voters: Default::default(),
                 cluster_id: None,
                 config,
             }))

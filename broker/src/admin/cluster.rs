@@ -18,6 +18,7 @@ pub fn describe_cluster(
     let brokers = image
         .brokers
         .values()
+        .filter(|b| !b.fenced)
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id))
@@ -28,7 +29,12 @@ pub fn describe_cluster(
         .collect();
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(text(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id))
+        .with_controller_id(BrokerId(
+            broker
+                .active_controller()
+                .filter(|c| image.brokers.get(c).is_some_and(|b| !b.fenced))
+                .unwrap_or(broker.node_id),
+        ))
         .with_brokers(brokers)
         .with_endpoint_type(req.endpoint_type.max(1));
     if req.include_cluster_authorized_operations {

@@ -18,7 +18,8 @@ use tracing::info;
 use super::topics::{SOURCE_DEFAULT, SOURCE_STATIC_BROKER, SOURCE_TOPIC};
 use crate::broker::Broker;
 use crate::config::{ConfigDef, ConfigError, Kind, TOPIC_CONFIGS, TopicConfig};
-use crate::metadata::controller::{self, ControllerError};
+use crate::metadata::controller::ControllerError;
+use crate::metadata::request::ControllerRequest;
 use crate::protocol::dispatch::text;
 
 const TOPIC: i8 = 2;
@@ -224,15 +225,17 @@ async fn alter_topic(
         return Ok(());
     }
     match broker
-        .commit(|image| controller::alter_topic_config(image, name, config))
+        .submit(ControllerRequest::AlterTopicConfig {
+            name: name.to_owned(),
+            config,
+        })
         .await
     {
-        Ok(Ok(_)) => {
+        Ok(_) => {
             info!(topic = %name, "topic config changed");
             Ok(())
         }
-        Ok(Err(e)) => Err((e.code(), e.to_string())),
-        Err(e) => Err((41, e.to_string())),
+        Err(e) => Err((e.code, e.message)),
     }
 }
 

@@ -1,6 +1,6 @@
-//! FindCoordinator: this broker coordinates every group it hosts the
-//! `__consumer_offsets` partition of (all of them, on a single broker).
-//! Transactions are not implemented, so there is no transaction coordinator.
+//! FindCoordinator: a group's coordinator is the leader of its
+//! `__consumer_offsets` partition (Kafka's rule). Transactions are not
+//! implemented, so there is no transaction coordinator.
 
 use std::sync::Arc;
 
@@ -9,10 +9,11 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use tracing::warn;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, OFFSETS_TOPIC};
 use crate::protocol::dispatch::text;
 
 const GROUP: i8 = 0;
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 
 async fn lookup(broker: &Arc<Broker>, key: &StrBytes, key_type: i8) -> Coordinator {
     let base = Coordinator::default().with_key(key.clone());
@@ -31,9 +32,27 @@ async fn lookup(broker: &Arc<Broker>, key: &StrBytes, key_type: i8) -> Coordinat
             .with_node_id(BrokerId(-1))
             .with_port(-1);
     }
-    base.with_node_id(BrokerId(broker.node_id))
-        .with_host(text(broker.advertised_host.clone()))
-        .with_port(broker.advertised_port)
+    let partition = broker.groups.partition_for(key.as_str());
+    let image = broker.image();
+    let leader = image
+        .topics
+        .get(OFFSETS_TOPIC)
+        .and_then(|t| t.partitions.get(&partition))
+        .map(|p| p.leader)
+        .and_then(|l| image.brokers.get(&l).filter(|b| !b.fenced));
+    match leader {
+        Some(b) => base
+            .with_node_id(BrokerId(b.node_id))
+            .with_host(text(b.host.clone()))
+            .with_port(b.port),
+        None => base
+            .with_error_code(COORDINATOR_NOT_AVAILABLE)
+            .with_error_message(Some(text(format!(
+                "{OFFSETS_TOPIC}-{partition} has no leader right now"
+            ))))
+            .with_node_id(BrokerId(-1))
+            .with_port(-1),
+    }
 }
 
 /// Handles FindCoordinator (one key before v4, a list from v4).

@@ -1,6 +1,8 @@
 //! The HTTP admin listener: `/healthz` (alive), `/readyz` (serving),
-//! `/metrics` (Prometheus). A deliberately small HTTP/1.1 server: one request
-//! per connection, no bodies, bounded header size and time.
+//! `/metrics` (Prometheus), and what Kafka has no API for: `GET /v1/status`,
+//! `GET /v1/restart-safety`, `POST|DELETE /v1/drain` (maintenance mode). A
+//! deliberately small HTTP/1.1 server: one request per connection, no bodies,
+//! bounded header size and time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +56,20 @@ impl Response {
             body: body.into(),
         }
     }
+
+    fn json(status: u16, value: &impl serde::Serialize) -> Self {
+        match serde_json::to_string_pretty(value) {
+            Ok(mut body) => {
+                body.push('\n');
+                Self {
+                    status,
+                    content_type: "application/json",
+                    body,
+                }
+            }
+            Err(e) => Self::text(500, format!("encoding failed: {e}\n")),
+        }
+    }
 }
 
 fn reason(status: u16) -> &'static str {
@@ -63,6 +79,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Error",
     }
@@ -87,13 +104,22 @@ async fn handle(mut stream: TcpStream, broker: &Arc<Broker>) {
         parts.next().unwrap_or_default().to_owned(),
         parts.next().unwrap_or_default().to_owned(),
     );
-    let response = route(broker, &method, path.split('?').next().unwrap_or_default());
+    let response = route(broker, &method, path.split('?').next().unwrap_or_default()).await;
     let _ = write(&mut stream, response).await;
 }
 
 /// Routes one admin request.
-pub fn route(broker: &Arc<Broker>, method: &str, path: &str) -> Response {
+pub async fn route(broker: &Arc<Broker>, method: &str, path: &str) -> Response {
     match (method, path) {
+        ("GET", "/v1/status") => Response::json(200, &broker.status()),
+        ("GET", "/v1/restart-safety") => {
+            let verdict = broker.restart_safety();
+            Response::json(if verdict.safe { 200 } else { 409 }, &verdict)
+        }
+        ("POST" | "DELETE", "/v1/drain") => match broker.set_draining(method == "POST").await {
+            Ok(()) => Response::json(200, &broker.status()),
+            Err(e) => Response::text(503, format!("{e}\n")),
+        },
         ("GET", "/healthz") => Response::text(200, "ok\n"),
         ("GET", "/readyz") if broker.is_ready() => Response::text(200, "ready\n"),
         ("GET", "/readyz") => Response::text(503, "not ready\n"),
@@ -102,7 +128,10 @@ pub fn route(broker: &Arc<Broker>, method: &str, path: &str) -> Response {
             content_type: "text/plain; version=0.0.4",
             body: broker.metrics.render(),
         },
-        (_, "/healthz" | "/readyz" | "/metrics") => Response::text(405, "method not allowed\n"),
+        (
+            _,
+            "/healthz" | "/readyz" | "/metrics" | "/v1/status" | "/v1/restart-safety" | "/v1/drain",
+        ) => Response::text(405, "method not allowed\n"),
         _ => Response::text(404, "not found\n"),
     }
 }

@@ -8,4 +8,6 @@ pub mod cluster;
 pub mod configs;
 pub mod coordinator;
 pub mod http;
+pub mod reassignments;
+pub mod safety;
 pub mod topics;

@@ -17,19 +17,13 @@ use uuid::Uuid;
 use crate::broker::{Broker, OFFSETS_TOPIC};
 use crate::config::TopicConfig;
 use crate::metadata::controller::{self, ControllerError, NewTopic};
+use crate::metadata::request::ControllerRequest;
 use crate::protocol::dispatch::text;
 
 /// Kafka's config sources for DescribeConfigs/CreateTopics.
 pub const SOURCE_TOPIC: i8 = 1;
 pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
-
-fn storage_error() -> (i16, String) {
-    (
-        41,
-        "metadata could not be written; see the broker log".into(),
-    )
-}
 
 /// Handles CreateTopics.
 pub async fn create_topics(
@@ -68,11 +62,10 @@ pub async fn create_topics(
                         .collect(),
                     config,
                 };
-                match broker.create_topic(topic, req.validate_only).await {
-                    Ok(Ok(id)) => Ok(id),
-                    Ok(Err(e)) => Err((e.code(), e.to_string())),
-                    Err(_) => Err(storage_error()),
-                }
+                broker
+                    .create_topic(topic, req.validate_only)
+                    .await
+                    .map_err(|e| (e.code, e.message))
             }
         };
         match outcome {
@@ -182,18 +175,17 @@ pub async fn delete_topics(
                 ControllerError::DeletionDisabled.to_string(),
             )),
             Some((n, topic_id)) => match broker
-                .commit(|image| controller::delete_topic(image, topic_id))
+                .submit(ControllerRequest::DeleteTopic { id: topic_id })
                 .await
             {
-                Ok(Ok(_)) => {
+                Ok(_) => {
                     info!(topic = %n, "topic deleted");
                     result = result
                         .with_name(Some(TopicName(text(n))))
                         .with_topic_id(topic_id);
                     Ok(())
                 }
-                Ok(Err(e)) => Err((e.code(), e.to_string())),
-                Err(_) => Err(storage_error()),
+                Err(e) => Err((e.code, e.message)),
             },
         };
         if let Err((code, message)) = outcome {
@@ -227,17 +219,18 @@ pub async fn create_partitions(
                 .map_err(|e| (e.code(), e.to_string()))
         } else {
             match broker
-                .commit(|image| {
-                    controller::create_partitions(image, &name, t.count, assignments.as_deref())
+                .submit(ControllerRequest::CreatePartitions {
+                    name: name.clone(),
+                    count: t.count,
+                    assignments,
                 })
                 .await
             {
-                Ok(Ok(_)) => {
+                Ok(_) => {
                     info!(topic = %name, count = t.count, "partitions added");
                     Ok(())
                 }
-                Ok(Err(e)) => Err((e.code(), e.to_string())),
-                Err(_) => Err(storage_error()),
+                Err(e) => Err((e.code, e.message)),
             }
         };
         let mut result = CreatePartitionsTopicResult::default().with_name(t.name);

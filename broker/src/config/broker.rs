@@ -171,6 +171,24 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         doc: "A follower that has not caught up for this long leaves the ISR",
     },
     ConfigDef {
+        name: "broker.session.timeout.ms",
+        kind: Kind::Long { min: 1 },
+        default: Some("1000"),
+        doc: "The active controller fences a broker that has not heartbeated for this long",
+    },
+    ConfigDef {
+        name: "broker.heartbeat.interval.ms",
+        kind: Kind::Long { min: 1 },
+        default: Some("250"),
+        doc: "How often a broker heartbeats to the active controller",
+    },
+    ConfigDef {
+        name: "leader.imbalance.check.interval.seconds",
+        kind: Kind::Long { min: 1 },
+        default: Some("30"),
+        doc: "How often leadership moves back to preferred replicas",
+    },
+    ConfigDef {
         name: "broker.rack",
         kind: Kind::Text,
         default: None,

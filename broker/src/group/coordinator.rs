@@ -1029,6 +1029,11 @@ impl GroupCoordinator {
         })
     }
 
+    /// Starts the periodic expiry of old offsets (idempotent).
+    pub fn start_offset_expiry(&self) {
+        self.start_retention();
+    }
+
     fn start_retention(&self) {
         let mut inner = self.lock();
         if inner.retention.is_some() || inner.shut_down {

@@ -508,6 +508,17 @@ impl Log {
         self.write(batches, first.base_offset, last, summary, first, now_ms)
     }
 
+    /// Records that `leader_epoch` starts at the log end (a replica becoming
+    /// leader, before it appends anything), so followers of the new epoch find
+    /// where the previous one ended. Older epochs are ignored.
+    pub fn assign_leader_epoch(&mut self, leader_epoch: i32) -> Result<(), AppendError> {
+        self.check_online()?;
+        if self.epochs.assign(leader_epoch, self.next_offset) {
+            self.persist_epochs()?;
+        }
+        Ok(())
+    }
+
     fn persist_epochs(&mut self) -> Result<(), AppendError> {
         self.epochs
             .persist(self.fs.as_ref())

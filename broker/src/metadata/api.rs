@@ -11,10 +11,13 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use tracing::info;
 use uuid::Uuid;
 
-use super::controller::{ControllerError, NewTopic};
+use super::controller::NewTopic;
 use super::image::{MetadataImage, TopicImage};
 use crate::broker::{Broker, OFFSETS_TOPIC};
 use crate::protocol::dispatch::text;
+
+/// Kafka error code TOPIC_ALREADY_EXISTS.
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 fn topic_entry(t: &TopicImage, image: &MetadataImage) -> MetadataResponseTopic {
     let partitions = t
@@ -24,10 +27,10 @@ fn topic_entry(t: &TopicImage, image: &MetadataImage) -> MetadataResponseTopic {
             let offline: Vec<BrokerId> = p
                 .replicas
                 .iter()
-                .filter(|r| !image.brokers.contains_key(r))
+                .filter(|r| !image.is_usable(**r))
                 .map(|&r| BrokerId(r))
                 .collect();
-            let leader_known = image.brokers.contains_key(&p.leader);
+            let leader_known = image.brokers.get(&p.leader).is_some_and(|b| !b.fenced);
             MetadataResponsePartition::default()
                 .with_error_code(if leader_known { 0 } else { 5 })
                 .with_partition_index(index)
@@ -103,7 +106,10 @@ pub async fn metadata(
                             )
                             .await;
                         match created {
-                            Ok(Ok(_)) | Ok(Err(ControllerError::TopicAlreadyExists(_))) => {
+                            Err(e) if e.code != TOPIC_ALREADY_EXISTS => {
+                                out.push(missing(Some(&n), Uuid::nil(), e.code))
+                            }
+                            _ => {
                                 info!(topic = %n, "auto-created topic");
                                 image = broker.image();
                                 match image.topics.get(&n) {
@@ -111,8 +117,6 @@ pub async fn metadata(
                                     None => out.push(missing(Some(&n), Uuid::nil(), 5)),
                                 }
                             }
-                            Ok(Err(e)) => out.push(missing(Some(&n), Uuid::nil(), e.code())),
-                            Err(_) => out.push(missing(Some(&n), Uuid::nil(), 5)),
                         }
                     }
                     (None, Some(n)) => {
@@ -129,9 +133,11 @@ pub async fn metadata(
             out
         }
     };
+    // Like Kafka, only live (unfenced) brokers are listed.
     let brokers = image
         .brokers
         .values()
+        .filter(|b| !b.fenced)
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
@@ -143,7 +149,14 @@ pub async fn metadata(
     let mut response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(text(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id))
+        .with_controller_id(BrokerId(
+            // Admin requests sent "to the controller" may go to any broker (they
+            // are forwarded), but name the active one when it is live.
+            broker
+                .active_controller()
+                .filter(|c| image.brokers.get(c).is_some_and(|b| !b.fenced))
+                .unwrap_or(broker.node_id),
+        ))
         .with_topics(topics);
     if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
         response.cluster_authorized_operations = -2_147_483_648;

@@ -83,7 +83,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
 }
 
 /// A topic to create.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
     pub name: String,
     /// `-1`: the broker's `num.partitions`.
@@ -95,10 +95,12 @@ pub struct NewTopic {
     pub config: TopicConfig,
 }
 
+/// Brokers that may take new replicas: registered and usable.
 fn candidates(image: &MetadataImage) -> Vec<Candidate> {
     image
         .brokers
         .values()
+        .filter(|b| b.is_usable())
         .map(|b| Candidate {
             node_id: b.node_id,
             rack: b.rack.clone(),
@@ -335,7 +337,10 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9092 + id,
                 rack: None,
+                incarnation: Uuid::nil(),
+                controller: None,
             });
+            image.apply(&MetadataRecord::BrokerUnfenced { node_id: id });
         }
         image
     }

@@ -35,6 +35,9 @@ pub enum IdentityError {
 pub struct Identity {
     pub cluster_id: String,
     pub node_id: i32,
+    /// Written once when the directory is formatted: a broker that comes back
+    /// with a new one has lost its data.
+    pub directory_id: uuid::Uuid,
 }
 
 /// Checks (or, on an empty directory, records) the identity of `dir`.
@@ -55,6 +58,7 @@ pub fn ensure(
         Ok(text) => {
             let mut found_node = None;
             let mut found_cluster = None;
+            let mut directory_id = uuid::Uuid::nil();
             for (k, v) in
                 crate::config::parse_properties(&text).map_err(|e| IdentityError::Malformed {
                     path: path.clone(),
@@ -64,6 +68,7 @@ pub fn ensure(
                 match k.as_str() {
                     "node.id" => found_node = v.parse::<i32>().ok(),
                     "cluster.id" => found_cluster = Some(v),
+                    "directory.id" => directory_id = uuid::Uuid::parse_str(&v).unwrap_or_default(),
                     _ => {}
                 }
             }
@@ -90,12 +95,14 @@ pub fn ensure(
             Ok(Identity {
                 cluster_id: found_cluster,
                 node_id,
+                directory_id,
             })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let cluster_id = cluster_id.map_or_else(new_cluster_id, str::to_owned);
+            let directory_id = uuid::Uuid::new_v4();
             let text = format!(
-                "# Written by skiff-broker; identifies this data directory.\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n"
+                "# Written by skiff-broker; identifies this data directory.\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\ndirectory.id={directory_id}\n"
             );
             let tmp = dir.join(format!("{FILE}.tmp"));
             std::fs::write(&tmp, text)
@@ -104,6 +111,7 @@ pub fn ensure(
             Ok(Identity {
                 cluster_id,
                 node_id,
+                directory_id,
             })
         }
         Err(e) => Err(io(e)),

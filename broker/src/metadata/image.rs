@@ -6,32 +6,67 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::records::MetadataRecord;
 use crate::config::TopicConfig;
 
 /// A registered broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerInfo {
     pub node_id: i32,
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    pub incarnation: Uuid,
+    /// Bumped by every registration (Kafka's broker epoch): the record count
+    /// when the broker registered.
+    pub epoch: i64,
+    pub controller: Option<String>,
+    pub fenced: bool,
+    pub shutting_down: bool,
+    pub draining: bool,
 }
 
+impl BrokerInfo {
+    /// May lead and be in an ISR: registered, unfenced, not shutting down.
+    pub fn is_usable(&self) -> bool {
+        !self.fenced && !self.shutting_down
+    }
+}
+
+/// No leader: every in-sync replica is fenced (the partition is offline).
+pub const NO_LEADER: i32 = -1;
+
 /// One partition's replicas and leadership.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
+    /// During a reassignment: the target replicas first, then those being removed.
     pub replicas: Vec<i32>,
+    /// `NO_LEADER` when offline.
     pub leader: i32,
     pub isr: Vec<i32>,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas an ongoing reassignment adds and removes.
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// The replicas the partition will have once its reassignment completes.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
 }
 
 /// One topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
     pub name: String,
     pub id: Uuid,
@@ -40,7 +75,7 @@ pub struct TopicImage {
 }
 
 /// Cluster metadata at a point in the record log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
     pub cluster_id: String,
     pub brokers: BTreeMap<i32, BrokerInfo>,
@@ -58,6 +93,20 @@ impl MetadataImage {
         self.topic_names.get(id).and_then(|n| self.topics.get(n))
     }
 
+    /// The partition `index` of topic `id`.
+    pub fn partition(&self, id: &Uuid, index: i32) -> Option<&PartitionImage> {
+        self.topic_by_id(id).and_then(|t| t.partitions.get(&index))
+    }
+
+    /// Whether `node` is registered and may lead.
+    pub fn is_usable(&self, node: i32) -> bool {
+        self.brokers.get(&node).is_some_and(BrokerInfo::is_usable)
+    }
+
+    fn broker_mut(&mut self, node: i32) -> Option<&mut BrokerInfo> {
+        self.brokers.get_mut(&node)
+    }
+
     /// Applies one record. Records that refer to unknown topics are ignored
     /// (they were validated when written; a later deletion may have removed the topic).
     pub fn apply(&mut self, record: &MetadataRecord) {
@@ -71,14 +120,72 @@ impl MetadataImage {
                 host,
                 port,
                 rack,
+                incarnation,
+                controller,
             } => {
+                let draining = self.brokers.get(node_id).is_some_and(|b| b.draining);
                 let info = BrokerInfo {
                     node_id: *node_id,
                     host: host.clone(),
                     port: *port,
                     rack: rack.clone(),
+                    incarnation: *incarnation,
+                    epoch: self.records as i64,
+                    controller: controller.clone(),
+                    fenced: true,
+                    shutting_down: false,
+                    draining,
                 };
                 self.brokers.insert(*node_id, info);
+            }
+            MetadataRecord::BrokerFenced { node_id } => {
+                if let Some(b) = self.broker_mut(*node_id) {
+                    b.fenced = true;
+                }
+            }
+            MetadataRecord::BrokerUnfenced { node_id } => {
+                if let Some(b) = self.broker_mut(*node_id) {
+                    b.fenced = false;
+                    b.shutting_down = false;
+                }
+            }
+            MetadataRecord::BrokerShuttingDown { node_id } => {
+                if let Some(b) = self.broker_mut(*node_id) {
+                    b.shutting_down = true;
+                }
+            }
+            MetadataRecord::BrokerDraining { node_id, draining } => {
+                if let Some(b) = self.broker_mut(*node_id) {
+                    b.draining = *draining;
+                }
+            }
+            MetadataRecord::PartitionChanged {
+                topic_id,
+                partition,
+                replicas,
+                leader,
+                isr,
+                leader_epoch,
+                partition_epoch,
+                adding,
+                removing,
+            } => {
+                if let Some(p) = self
+                    .topic_names
+                    .get(topic_id)
+                    .and_then(|n| self.topics.get_mut(n))
+                    .and_then(|t| t.partitions.get_mut(partition))
+                {
+                    *p = PartitionImage {
+                        replicas: replicas.clone(),
+                        leader: *leader,
+                        isr: isr.clone(),
+                        leader_epoch: *leader_epoch,
+                        partition_epoch: *partition_epoch,
+                        adding: adding.clone(),
+                        removing: removing.clone(),
+                    };
+                }
             }
             MetadataRecord::TopicCreated {
                 name,
@@ -112,6 +219,8 @@ impl MetadataImage {
                         isr: isr.clone(),
                         leader_epoch: 0,
                         partition_epoch: 0,
+                        adding: Vec::new(),
+                        removing: Vec::new(),
                     };
                     t.partitions.insert(*partition, p);
                 }

@@ -13,13 +13,30 @@ use crate::config::TopicConfig;
 pub enum MetadataRecord {
     /// The cluster was formatted with this id.
     ClusterFormatted { cluster_id: String },
-    /// A broker registered (or re-registered after a restart).
+    /// A broker registered (or re-registered after a restart). It starts
+    /// fenced; its first heartbeat unfences it.
     BrokerRegistered {
         node_id: i32,
         host: String,
         port: i32,
         rack: Option<String>,
+        /// Identifies one data directory: a broker that comes back with another
+        /// (an empty disk) is not a trustworthy in-sync replica any more.
+        #[serde(default)]
+        incarnation: Uuid,
+        /// Controller (Raft) address, for learners.
+        #[serde(default)]
+        controller: Option<String>,
     },
+    /// A broker missed its session or announced it is gone: it leads nothing
+    /// and is in no ISR (unless it was the last member).
+    BrokerFenced { node_id: i32 },
+    /// A registered broker heartbeats and may lead and join ISRs again.
+    BrokerUnfenced { node_id: i32 },
+    /// A broker is shutting down in a controlled way: its leaderships move.
+    BrokerShuttingDown { node_id: i32 },
+    /// Maintenance mode: a draining broker leads nothing while others can.
+    BrokerDraining { node_id: i32, draining: bool },
     /// A topic was created; its partitions follow as `PartitionCreated`.
     TopicCreated {
         name: String,
@@ -33,6 +50,22 @@ pub enum MetadataRecord {
         replicas: Vec<i32>,
         leader: i32,
         isr: Vec<i32>,
+    },
+    /// A partition's replicas, leader or ISR changed; the record carries the
+    /// whole new state (epochs included) so applying it decides nothing.
+    PartitionChanged {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        leader: i32,
+        isr: Vec<i32>,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        /// Replicas being added and removed by an ongoing reassignment.
+        #[serde(default)]
+        adding: Vec<i32>,
+        #[serde(default)]
+        removing: Vec<i32>,
     },
     /// A topic's config overrides were replaced.
     TopicConfigChanged { topic_id: Uuid, config: TopicConfig },

@@ -1,6 +1,10 @@
 //! The Fetch API for consumers (up to the high watermark) and followers (up to
 //! the log end): whole batches as stored, a long-poll until `min_bytes` arrive
 //! or `max_wait_ms` passes, byte limits per partition and per response.
+//! Only the leader serves, at the leader epoch the request names (if any).
+//! A follower's fetch also reports its progress (fetch offset = its log end,
+//! and Skiff's durable-offset extension) to the leader's replication state,
+//! and is answered a diverging epoch when its log went astray.
 //! Fetch sessions (KIP-227) are declined (session id 0), which clients accept
 //! by sending full fetch requests.
 
@@ -9,35 +13,63 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use futures::future::BoxFuture;
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
+use prometheus::IntCounterVec;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::{FetchRefusal, FollowerFetch, ReadResult, ReplicaManager};
 use crate::broker::Broker;
 use crate::log::ReadError;
+use crate::metadata::MetadataImage;
 use crate::protocol::dispatch::{Reply, text};
+use crate::replication::DURABLE_OFFSET_TAG;
+
+/// What fetches are served from.
+#[derive(Debug, Clone)]
+pub struct FetchContext {
+    pub replicas: Arc<ReplicaManager>,
+    /// Bytes returned, by topic.
+    pub bytes_out: Option<IntCounterVec>,
+}
 
 /// One partition a fetch asks for.
 #[derive(Debug, Clone)]
 struct Wanted {
     topic: String,
     index: i32,
+    /// The partition is in the metadata image.
+    known: bool,
     offset: i64,
     max_bytes: usize,
     leader_epoch: i32,
+    last_fetched_epoch: i32,
+    durable_offset: Option<i64>,
 }
 
+#[derive(Debug)]
 struct Plan {
     topics: Vec<(String, Uuid, Vec<Wanted>)>,
     max_bytes: usize,
     min_bytes: usize,
-    from_follower: bool,
+    /// The fetching replica's id (followers), or `None` (consumers).
+    replica: Option<i32>,
     version: i16,
 }
 
-fn read_all(broker: &Broker, plan: &Plan) -> (FetchResponse, usize) {
-    let image = broker.image();
+fn with_offsets(pd: PartitionData, r: &ReadResult) -> PartitionData {
+    pd.with_high_watermark(r.high_watermark)
+        .with_last_stable_offset(r.high_watermark)
+        .with_log_start_offset(r.log_start_offset)
+}
+
+/// Reads every wanted partition. `first`: this is the request's first read,
+/// whose follower progress counts (re-reads of a parked fetch do not).
+fn read_all(ctx: &FetchContext, plan: &Plan, first: bool) -> (FetchResponse, usize) {
     let mut total = 0usize;
     let mut responses = Vec::with_capacity(plan.topics.len());
     for (name, id, parts) in &plan.topics {
@@ -48,59 +80,78 @@ fn read_all(broker: &Broker, plan: &Plan) -> (FetchResponse, usize) {
                 .with_high_watermark(-1)
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1);
-            let leader = image
-                .topics
-                .get(&w.topic)
-                .and_then(|t| t.partitions.get(&w.index))
-                .map(|p| (p.leader, p.leader_epoch));
-            let code = match (leader, broker.replicas.get(&w.topic, w.index)) {
-                (None, _) => Some(if plan.version >= 13 { 100 } else { 3 }),
-                (Some((l, _)), _) if l != broker.node_id && !plan.from_follower => Some(6),
-                (_, None) => Some(6),
-                (Some((_, epoch)), Some(_)) if w.leader_epoch >= 0 && w.leader_epoch < epoch => {
-                    Some(74)
-                }
-                (Some((_, epoch)), Some(_)) if w.leader_epoch > epoch => Some(76),
-                (Some(_), Some(p)) => {
-                    let budget = plan.max_bytes.saturating_sub(total).min(w.max_bytes);
-                    // KIP-74: the first partition with data gets at least one whole batch.
-                    match p.read(w.offset, budget, plan.from_follower, total == 0) {
+            let partition = ctx.replicas.get(&w.topic, w.index);
+            let budget = plan.max_bytes.saturating_sub(total).min(w.max_bytes);
+            // KIP-74: the first partition with data gets at least one whole batch.
+            let min_one = total == 0;
+            let refusal = |e: FetchRefusal| match e {
+                FetchRefusal::Epoch(r) => r.code(),
+                FetchRefusal::Read(ReadError::OffsetOutOfRange { .. }) => 1,
+                FetchRefusal::Read(_) => 56,
+            };
+            let outcome: Result<ReadResult, i16> = match (&partition, plan.replica) {
+                _ if !w.known => Err(if plan.version >= 13 { 100 } else { 3 }),
+                (None, _) => Err(6),
+                (Some(p), Some(replica)) => {
+                    let fetch = FollowerFetch {
+                        replica,
+                        fetch_offset: w.offset,
+                        durable_offset: w.durable_offset,
+                        current_leader_epoch: w.leader_epoch,
+                        last_fetched_epoch: w.last_fetched_epoch,
+                        max_bytes: budget,
+                        min_one_batch: min_one,
+                    };
+                    match p.read_for_follower(&fetch, first) {
                         Ok(r) => {
-                            pd = pd
-                                .with_high_watermark(r.high_watermark)
-                                .with_last_stable_offset(r.high_watermark)
-                                .with_log_start_offset(r.log_start_offset);
-                            let records = match r.slice {
-                                Some(slice) => {
-                                    let mut buf = Vec::with_capacity(slice.len);
-                                    match slice.read_into(&mut buf) {
-                                        Ok(()) => Bytes::from(buf),
-                                        Err(_) => Bytes::new(),
-                                    }
-                                }
-                                None => Bytes::new(),
-                            };
-                            total += records.len();
-                            broker
-                                .metrics
-                                .bytes_out
-                                .with_label_values(&[&w.topic])
-                                .inc_by(records.len() as u64);
-                            pd = pd.with_records(Some(records));
-                            None
+                            if let Some((epoch, end_offset)) = r.diverging {
+                                pd = pd.with_diverging_epoch(
+                                    EpochEndOffset::default()
+                                        .with_epoch(epoch)
+                                        .with_end_offset(end_offset),
+                                );
+                            }
+                            Ok(r.read)
                         }
-                        Err(ReadError::OffsetOutOfRange {
-                            log_start_offset, ..
-                        }) => {
-                            let (_, hw, _) = p.offsets();
-                            pd = pd
-                                .with_high_watermark(hw)
-                                .with_last_stable_offset(hw)
-                                .with_log_start_offset(log_start_offset);
-                            Some(1)
-                        }
-                        Err(_) => Some(56),
+                        Err(e) => Err(refusal(e)),
                     }
+                }
+                (Some(p), None) => p
+                    .read_for_consumer(w.leader_epoch, w.offset, budget, min_one)
+                    .map_err(refusal),
+            };
+            let code = match outcome {
+                Ok(r) => {
+                    pd = with_offsets(pd, &r);
+                    let records = match &r.slice {
+                        Some(slice) => {
+                            let mut buf = Vec::with_capacity(slice.len);
+                            match slice.read_into(&mut buf) {
+                                Ok(()) => Bytes::from(buf),
+                                Err(_) => Bytes::new(),
+                            }
+                        }
+                        None => Bytes::new(),
+                    };
+                    total += records.len();
+                    if let Some(out) = &ctx.bytes_out {
+                        out.with_label_values(&[&w.topic])
+                            .inc_by(records.len() as u64);
+                    }
+                    pd = pd.with_records(Some(records));
+                    None
+                }
+                Err(code) => {
+                    if code == 1
+                        && let Some(p) = &partition
+                    {
+                        let (start, hw, _) = p.offsets();
+                        pd = pd
+                            .with_high_watermark(hw)
+                            .with_last_stable_offset(hw)
+                            .with_log_start_offset(start);
+                    }
+                    Some(code)
                 }
             };
             if let Some(code) = code {
@@ -124,9 +175,32 @@ fn read_all(broker: &Broker, plan: &Plan) -> (FetchResponse, usize) {
     )
 }
 
+/// Skiff's durable-offset extension of a follower's fetch partition, if sent.
+fn durable_offset(fields: &std::collections::BTreeMap<i32, Bytes>) -> Option<i64> {
+    let raw = fields.get(&DURABLE_OFFSET_TAG)?;
+    let bytes: [u8; 8] = raw.as_ref().try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
 /// Handles Fetch.
 pub fn fetch(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
-    let image = broker.image();
+    let ctx = FetchContext {
+        replicas: broker.replicas.clone(),
+        bytes_out: Some(broker.metrics.bytes_out.clone()),
+    };
+    match handle(ctx, &broker.image(), req, version) {
+        Ok(response) => Reply::now(ResponseKind::Fetch(response)),
+        Err(later) => Reply::Later(later.map(ResponseKind::Fetch).boxed()),
+    }
+}
+
+/// Serves a fetch from `ctx`: the answer now, or a future for a parked fetch.
+pub fn handle(
+    ctx: FetchContext,
+    image: &MetadataImage,
+    req: FetchRequest,
+    version: i16,
+) -> Result<FetchResponse, BoxFuture<'static, FetchResponse>> {
     let replica_id = if version >= 15 {
         req.replica_state.replica_id.0
     } else {
@@ -134,11 +208,9 @@ pub fn fetch(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
     };
     if req.session_id != 0 {
         // We never hand out sessions, so a non-zero id is not ours.
-        return Reply::now(ResponseKind::Fetch(
-            FetchResponse::default()
-                .with_error_code(70)
-                .with_session_id(0),
-        ));
+        return Ok(FetchResponse::default()
+            .with_error_code(70)
+            .with_session_id(0));
     }
     let topics = req
         .topics
@@ -157,15 +229,19 @@ pub fn fetch(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
                 let id = image.topics.get(&n).map_or(Uuid::nil(), |x| x.id);
                 (n, id)
             };
+            let topic = image.topics.get(&name);
             let parts = t
                 .partitions
                 .iter()
                 .map(|p| Wanted {
                     topic: name.clone(),
                     index: p.partition,
+                    known: topic.is_some_and(|t| t.partitions.contains_key(&p.partition)),
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
                     leader_epoch: p.current_leader_epoch,
+                    last_fetched_epoch: p.last_fetched_epoch,
+                    durable_offset: durable_offset(&p.unknown_tagged_fields),
                 })
                 .collect();
             (name, id, parts)
@@ -179,41 +255,48 @@ pub fn fetch(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
             i32::MAX as usize
         },
         min_bytes: req.min_bytes.max(0) as usize,
-        from_follower: replica_id >= 0,
+        replica: (replica_id >= 0).then_some(replica_id),
         version,
     };
-    let (response, bytes) = read_all(broker, &plan);
+    let (response, bytes) = read_all(&ctx, &plan, true);
     let has_error = response
         .responses
         .iter()
         .any(|t| t.partitions.iter().any(|p| p.error_code != 0));
     if bytes >= plan.min_bytes.max(1) || req.max_wait_ms <= 0 || has_error {
-        return Reply::now(ResponseKind::Fetch(response));
+        return Ok(response);
     }
-    let broker = broker.clone();
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms as u64);
-    Reply::Later(
-        async move {
-            let mut watches: Vec<_> = plan
-                .topics
-                .iter()
-                .flat_map(|(_, _, parts)| parts.iter())
-                .filter_map(|w| broker.replicas.get(&w.topic, w.index))
-                .map(|p| p.watch_high_watermark())
-                .collect();
-            while !watches.is_empty() {
-                let changed =
-                    futures::future::select_all(watches.iter_mut().map(|w| w.changed().boxed()));
-                if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                    break;
-                }
-                let (_, bytes) = read_all(&broker, &plan);
-                if bytes >= plan.min_bytes.max(1) || Instant::now() >= deadline {
-                    break;
-                }
+    Err(async move {
+        // Consumers wait for the high watermark; followers for the log end.
+        let mut watches: Vec<_> = plan
+            .topics
+            .iter()
+            .flat_map(|(_, _, parts)| parts.iter())
+            .filter_map(|w| ctx.replicas.get(&w.topic, w.index))
+            .map(|p| match plan.replica {
+                Some(_) => p.watch_log_end(),
+                None => p.watch_high_watermark(),
+            })
+            .collect();
+        while !watches.is_empty() {
+            let changed =
+                futures::future::select_all(watches.iter_mut().map(|w| w.changed().boxed()));
+            let closed = match tokio::time::timeout_at(deadline, changed).await {
+                Err(_) => break,
+                Ok((r, i, _)) => r.is_err().then_some(i),
+            };
+            if let Some(i) = closed {
+                // The partition closed; stop watching it.
+                watches.swap_remove(i);
+                continue;
             }
-            ResponseKind::Fetch(read_all(&broker, &plan).0)
+            let (response, bytes) = read_all(&ctx, &plan, false);
+            if bytes >= plan.min_bytes.max(1) || Instant::now() >= deadline {
+                return response;
+            }
         }
-        .boxed(),
-    )
+        read_all(&ctx, &plan, false).0
+    }
+    .boxed())
 }

@@ -1,24 +1,81 @@
 //! The replicas this broker hosts, kept in step with the metadata image:
-//! partitions appear when the image assigns them here, change settings when
-//! their topic's config changes, and are deleted with their topic.
+//! partitions appear when the image assigns them here, lead or follow as the
+//! image says, change settings when their topic's config changes, and are
+//! deleted with their topic. Runs the replication machinery around them: one
+//! fetcher per leader this broker follows, a periodic tick for lag-based ISR
+//! shrinking, and the high-watermark checkpoint.
 //!
-//! Owns: partition directories and the map of open partitions. Must not:
-//! decide placement or leadership.
+//! Owns: partition directories, the map of open partitions, fetcher tasks and
+//! the checkpoint file. Must not: decide placement or leadership.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::Duration;
 
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use super::Partition;
-use crate::config::{AckDurability, BrokerConfig};
+use super::checkpoint::{self, HighWatermarks};
+use super::{Partition, ReplicaOptions, RoleChange};
+use crate::config::BrokerConfig;
+use crate::log::StdFs;
 use crate::metadata::MetadataImage;
+use crate::replication::fetcher::{self, FetcherConfig};
+use crate::replication::{IsrChannel, NoController, monotonic_ms};
 
 const PARTITION_METADATA: &str = "partition.metadata";
+/// How often leaders judge follower lag.
+const TICK_EVERY: Duration = Duration::from_millis(200);
+/// How often the high-watermark checkpoint is written (Kafka's
+/// `replica.high.watermark.checkpoint.interval.ms` default).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 type Key = (Arc<str>, i32);
+
+/// A partition whose leadership changed in a `sync`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadershipChange {
+    pub topic: String,
+    pub partition: i32,
+    pub change: RoleChange,
+}
+
+/// What a `sync` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Partitions that failed to open (logged and left out).
+    pub failures: usize,
+    /// Leadership changes, in topic/partition order.
+    pub changes: Vec<LeadershipChange>,
+}
+
+/// What a fetcher's partitions are: which ones, at which leader epochs.
+type FetchKey = Vec<(uuid::Uuid, i32, Option<i32>)>;
+
+fn fetch_key(partitions: &[Arc<Partition>]) -> FetchKey {
+    let mut key: FetchKey = partitions
+        .iter()
+        .map(|p| {
+            let epoch = p.follower_position().map(|pos| pos.leader_epoch);
+            (p.topic_id, p.index, epoch)
+        })
+        .collect();
+    key.sort_unstable();
+    key
+}
+
+#[derive(Debug)]
+struct FetcherHandle {
+    key: FetchKey,
+    addr: (String, i32),
+    partitions: tokio::sync::watch::Sender<Vec<Arc<Partition>>>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
 
 /// Open partitions of this broker.
 #[derive(Debug)]
@@ -26,17 +83,52 @@ pub struct ReplicaManager {
     node_id: i32,
     data_dir: PathBuf,
     config: Arc<BrokerConfig>,
+    options: ReplicaOptions,
     partitions: RwLock<HashMap<Key, Arc<Partition>>>,
+    /// High watermarks read at start-up, for partitions opened later.
+    checkpointed: Mutex<HighWatermarks>,
+    fetchers: Mutex<HashMap<i32, FetcherHandle>>,
+    background: Mutex<Option<JoinHandle<()>>>,
+    /// Serializes `sync` calls and holds the record count of the last image
+    /// applied (images are applied in order).
+    sync_lock: Mutex<u64>,
+    /// Subscribers to leadership changes.
+    listeners: Mutex<Vec<mpsc::UnboundedSender<LeadershipChange>>>,
+    shutdown: CancellationToken,
 }
 
 impl ReplicaManager {
-    /// A manager with no partitions yet; `sync` opens them.
+    /// A manager with no partitions yet and no controller for ISR changes
+    /// (single node); `sync` opens partitions.
     pub fn new(node_id: i32, data_dir: &Path, config: Arc<BrokerConfig>) -> Self {
+        Self::with_isr_channel(node_id, data_dir, config, Arc::new(NoController))
+    }
+
+    /// A manager whose leaders send ISR changes through `isr_channel`.
+    pub fn with_isr_channel(
+        node_id: i32,
+        data_dir: &Path,
+        config: Arc<BrokerConfig>,
+        isr_channel: Arc<dyn IsrChannel>,
+    ) -> Self {
+        let options = ReplicaOptions {
+            node_id,
+            durability: config.ack_durability(),
+            replica_lag_time_max_ms: config.long("replica.lag.time.max.ms").max(1),
+            isr_channel,
+        };
         Self {
             node_id,
             data_dir: data_dir.to_owned(),
+            checkpointed: Mutex::new(checkpoint::read(&StdFs, data_dir)),
             config,
+            options,
             partitions: RwLock::new(HashMap::new()),
+            fetchers: Mutex::new(HashMap::new()),
+            background: Mutex::new(None),
+            sync_lock: Mutex::new(0),
+            listeners: Mutex::new(Vec::new()),
+            shutdown: CancellationToken::new(),
         }
     }
 
@@ -59,16 +151,68 @@ impl ReplicaManager {
             .collect()
     }
 
+    /// Partitions this broker leads with fewer in-sync replicas than replicas.
+    pub fn under_replicated(&self) -> usize {
+        self.all()
+            .iter()
+            .filter(|p| p.is_under_replicated())
+            .count()
+    }
+
+    /// Every later leadership change, in order, whichever `sync` caused it
+    /// (for leader-only duties such as the group coordinator's
+    /// `__consumer_offsets` partitions). Dropping the receiver unsubscribes.
+    pub fn leadership_changes(&self) -> mpsc::UnboundedReceiver<LeadershipChange> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tx);
+        rx
+    }
+
+    fn notify(&self, changes: &[LeadershipChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        listeners.retain(|l| changes.iter().all(|c| l.send(c.clone()).is_ok()));
+    }
+
+    /// Partitions this broker leads.
+    pub fn leader_count(&self) -> usize {
+        self.all().iter().filter(|p| p.is_leader()).count()
+    }
+
     fn dir_of(&self, topic: &str, index: i32) -> PathBuf {
         self.data_dir.join(format!("{topic}-{index}"))
     }
 
-    /// Opens partitions the image assigns to this broker, applies config
-    /// changes and deletes partitions whose topic is gone. Returns how many
-    /// partitions failed to open (they are logged and left out).
-    pub fn sync(&self, image: &MetadataImage) -> usize {
-        let mut failures = 0;
-        let durability: AckDurability = self.config.ack_durability();
+    /// Applies an image; returns how many partitions failed to open. See
+    /// [`Self::sync_report`] for the leadership changes.
+    pub fn sync(self: &Arc<Self>, image: &MetadataImage) -> usize {
+        self.sync_report(image).failures
+    }
+
+    /// Opens partitions the image assigns to this broker, makes each leader or
+    /// follower at the image's leader epoch, applies config changes, deletes
+    /// partitions whose topic is gone, and re-targets the fetchers. Call it
+    /// with every new image, in order.
+    pub fn sync_report(self: &Arc<Self>, image: &MetadataImage) -> SyncReport {
+        let mut applied = self
+            .sync_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Several tasks apply images; an older one arriving late changes nothing.
+        if image.records < *applied {
+            return SyncReport::default();
+        }
+        *applied = image.records;
+        self.start_background();
+        let mut report = SyncReport::default();
         let mut wanted: HashMap<Key, ()> = HashMap::new();
         for topic in image.topics.values() {
             let settings = topic.config.resolve(&self.config);
@@ -78,39 +222,56 @@ impl ReplicaManager {
                 }
                 let key: Key = (Arc::from(topic.name.as_str()), index);
                 wanted.insert(key.clone(), ());
-                if let Some(existing) = self.get(&topic.name, index)
-                    && existing.topic_id == topic.id
-                {
-                    if existing.settings() != settings {
-                        existing.set_settings(settings.clone());
+                let partition = match self.get(&topic.name, index) {
+                    Some(existing) if existing.topic_id == topic.id => {
+                        if existing.settings() != settings {
+                            existing.set_settings(settings.clone());
+                        }
+                        existing
                     }
-                    continue;
-                }
-                let dir = self.dir_of(&topic.name, index);
-                if let Err(e) = claim_dir(&dir, topic.id) {
-                    error!(dir = %dir.display(), error = %e, "cannot prepare partition directory");
-                    failures += 1;
-                    continue;
-                }
-                match Partition::open(
-                    &dir,
-                    &topic.name,
-                    topic.id,
-                    index,
-                    settings.clone(),
-                    p.leader_epoch,
-                    durability,
-                ) {
-                    Ok(partition) => {
-                        self.partitions
-                            .write()
+                    _ => {
+                        let dir = self.dir_of(&topic.name, index);
+                        if let Err(e) = claim_dir(&dir, topic.id) {
+                            error!(dir = %dir.display(), error = %e, "cannot prepare partition directory");
+                            report.failures += 1;
+                            continue;
+                        }
+                        let hw = self
+                            .checkpointed
+                            .lock()
                             .unwrap_or_else(PoisonError::into_inner)
-                            .insert(key, partition);
+                            .get(&(topic.name.clone(), index))
+                            .copied();
+                        match Partition::open(
+                            &dir,
+                            &topic.name,
+                            topic.id,
+                            index,
+                            settings.clone(),
+                            &self.options,
+                            hw,
+                        ) {
+                            Ok(partition) => {
+                                self.partitions
+                                    .write()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .insert(key, partition.clone());
+                                partition
+                            }
+                            Err(e) => {
+                                error!(topic = %topic.name, partition = index, error = %e, "cannot open partition");
+                                report.failures += 1;
+                                continue;
+                            }
+                        }
                     }
-                    Err(e) => {
-                        error!(topic = %topic.name, partition = index, error = %e, "cannot open partition");
-                        failures += 1;
-                    }
+                };
+                if let Some(change) = partition.apply_image(p) {
+                    report.changes.push(LeadershipChange {
+                        topic: topic.name.clone(),
+                        partition: index,
+                        change,
+                    });
                 }
             }
         }
@@ -128,7 +289,18 @@ impl ReplicaManager {
                 .filter_map(|k| map.remove(&k).map(|p| (k, p)))
                 .collect()
         };
+        self.retarget_fetchers(image);
         for ((topic, index), partition) in gone {
+            if partition.is_leader() {
+                report.changes.push(LeadershipChange {
+                    topic: topic.to_string(),
+                    partition: index,
+                    change: RoleChange::StoppedLeading {
+                        leader: -1,
+                        leader_epoch: partition.leader_epoch(),
+                    },
+                });
+            }
             let _ = partition.close();
             let dir = self.dir_of(&topic, index);
             let doomed = self.data_dir.join(format!(
@@ -147,16 +319,139 @@ impl ReplicaManager {
                 }
             }
         }
-        failures
+        self.notify(&report.changes);
+        report
     }
 
-    /// Closes every partition cleanly (flush, clean-shutdown markers).
+    /// One fetcher per leader this broker follows partitions of; a fetcher
+    /// whose leader moved to another address is replaced.
+    fn retarget_fetchers(&self, image: &MetadataImage) {
+        let mut by_leader: HashMap<i32, Vec<Arc<Partition>>> = HashMap::new();
+        for p in self.all() {
+            if let Some(pos) = p.follower_position()
+                && pos.leader >= 0
+                && pos.leader != self.node_id
+            {
+                by_leader.entry(pos.leader).or_default().push(p);
+            }
+        }
+        let mut fetchers = self.fetchers.lock().unwrap_or_else(PoisonError::into_inner);
+        fetchers.retain(|leader, f| {
+            let keep = by_leader.contains_key(leader)
+                && image
+                    .brokers
+                    .get(leader)
+                    .is_some_and(|b| (b.host.as_str(), b.port) == (f.addr.0.as_str(), f.addr.1));
+            if !keep {
+                f.cancel.cancel();
+            }
+            keep
+        });
+        for (leader, partitions) in by_leader {
+            let key = fetch_key(&partitions);
+            if let Some(f) = fetchers.get_mut(&leader) {
+                // Only a real change wakes the fetcher (it abandons a parked
+                // fetch for it): another partition, or another leader epoch.
+                if f.key != key {
+                    f.key = key;
+                    f.partitions.send_replace(partitions);
+                }
+                continue;
+            }
+            let Some(b) = image.brokers.get(&leader) else {
+                warn!(
+                    leader,
+                    "no address for the leader broker; not fetching from it yet"
+                );
+                continue;
+            };
+            let (tx, rx) = tokio::sync::watch::channel(partitions);
+            let cancel = self.shutdown.child_token();
+            let config = FetcherConfig {
+                node_id: self.node_id,
+                leader,
+                host: b.host.clone(),
+                port: b.port,
+                durability: self.options.durability,
+                max_bytes: self.config.long("message.max.bytes").max(1 << 20) as i32,
+            };
+            info!(leader, host = %b.host, port = b.port, "starting fetcher");
+            let task = tokio::spawn(fetcher::run(config, rx, cancel.clone()));
+            fetchers.insert(
+                leader,
+                FetcherHandle {
+                    key,
+                    addr: (b.host.clone(), b.port),
+                    partitions: tx,
+                    cancel,
+                    task,
+                },
+            );
+        }
+    }
+
+    /// Starts the tick and checkpoint task once.
+    fn start_background(self: &Arc<Self>) {
+        let mut slot = self
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() || self.shutdown.is_cancelled() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let shutdown = self.shutdown.clone();
+        *slot = Some(tokio::spawn(background(weak, shutdown)));
+    }
+
+    /// Writes every hosted partition's high watermark to the checkpoint file.
+    pub fn checkpoint_high_watermarks(&self) {
+        let mut hws = self
+            .checkpointed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut now = HighWatermarks::new();
+        for p in self.all() {
+            now.insert((p.topic.to_string(), p.index), p.high_watermark());
+        }
+        if now == *hws {
+            return;
+        }
+        match checkpoint::write(&StdFs, &self.data_dir, &now) {
+            Ok(()) => *hws = now,
+            Err(e) => {
+                error!(dir = %self.data_dir.display(), error = %e, "cannot write the high-watermark checkpoint")
+            }
+        }
+    }
+
+    /// Stops fetchers and background tasks, closes every partition cleanly
+    /// (flush, clean-shutdown markers) and writes the high-watermark checkpoint.
     pub fn close_all(&self) {
+        self.shutdown.cancel();
+        for (_, f) in self
+            .fetchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+        {
+            f.cancel.cancel();
+            f.task.abort();
+        }
+        if let Some(t) = self
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            t.abort();
+        }
         for p in self.all() {
             if let Err(e) = p.close() {
                 error!(topic = %p.topic, partition = p.index, error = %e, "unclean close");
             }
         }
+        self.checkpoint_high_watermarks();
     }
 
     /// Removes directories of topics deleted while the broker was down, and
@@ -210,4 +505,27 @@ fn claim_dir(dir: &Path, id: Uuid) -> std::io::Result<()> {
     let tmp = dir.join(format!("{PARTITION_METADATA}.tmp"));
     std::fs::write(&tmp, format!("version: 0\ntopic_id: {id}\n"))?;
     std::fs::rename(&tmp, dir.join(PARTITION_METADATA))
+}
+
+async fn background(manager: Weak<ReplicaManager>, shutdown: CancellationToken) {
+    let mut last_checkpoint = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(TICK_EVERY) => {}
+        }
+        let Some(manager) = manager.upgrade() else {
+            return;
+        };
+        let now = monotonic_ms();
+        for p in manager.all() {
+            p.tick(now);
+        }
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            last_checkpoint = tokio::time::Instant::now();
+            let m = manager.clone();
+            // File I/O off the runtime's worker threads.
+            let _ = tokio::task::spawn_blocking(move || m.checkpoint_high_watermarks()).await;
+        }
+    }
 }

@@ -12,9 +12,12 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use super::{ReplicaManager, now_ms};
+use super::{AckError, ProduceError, ReplicaManager, now_ms};
 use crate::broker::OFFSETS_TOPIC;
 use crate::group::{OffsetStore, StoreError, StoredRecord};
+
+/// How long a write waits for the ISR (Kafka's `offsets.commit.timeout.ms`).
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// [`OffsetStore`] backed by this broker's `__consumer_offsets` partitions.
 #[derive(Debug)]
@@ -80,17 +83,26 @@ impl OffsetStore for PartitionOffsetStore {
                 return Ok(None);
             }
             let mut batch = encode(&records)?;
-            let a = p
-                .append(&mut batch)
-                .map_err(|e| StoreError::new(format!("{OFFSETS_TOPIC}-{partition}: {e}")))?;
-            Ok(Some((p, a.last_offset + 1)))
+            let a = p.append(&mut batch, true).map_err(|e| match e {
+                ProduceError::NotLeader { .. } => StoreError::NotLeader { partition },
+                e => StoreError::new(format!("{OFFSETS_TOPIC}-{partition}: {e}")),
+            })?;
+            Ok(Some((p, a.last_offset + 1, a.leader_epoch)))
         })();
         async move {
             match appended? {
-                Some((p, end)) => p
-                    .wait_acks_all(end)
-                    .await
-                    .map_err(|e| StoreError::new(format!("{OFFSETS_TOPIC}-{partition}: {e}"))),
+                Some((p, end, epoch)) => {
+                    match tokio::time::timeout(COMMIT_TIMEOUT, p.wait_acks_all(end, epoch)).await {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(AckError::NotLeader)) => Err(StoreError::NotLeader { partition }),
+                        Ok(Err(e)) => {
+                            Err(StoreError::new(format!("{OFFSETS_TOPIC}-{partition}: {e}")))
+                        }
+                        Err(_) => Err(StoreError::new(format!(
+                            "{OFFSETS_TOPIC}-{partition}: not replicated within {COMMIT_TIMEOUT:?}"
+                        ))),
+                    }
+                }
                 None => Ok(()),
             }
         }
@@ -104,12 +116,15 @@ impl OffsetStore for PartitionOffsetStore {
         let err = |e: &dyn std::fmt::Display| {
             StoreError::new(format!("{OFFSETS_TOPIC}-{partition}: {e}"))
         };
-        let (start, hw, _) = p.offsets();
+        // Up to the log end, as Kafka's coordinator loads: a new leader was in
+        // the ISR, so its log holds everything committed, while its high
+        // watermark may not have caught up yet.
+        let (start, _, end) = p.offsets();
         let mut out = Vec::new();
         let mut offset = start;
         let mut buf = Vec::new();
-        while offset < hw {
-            let read = p.read(offset, 1 << 20, false, true).map_err(|e| err(&e))?;
+        while offset < end {
+            let read = p.read(offset, 1 << 20, true, true).map_err(|e| err(&e))?;
             let Some(slice) = read.slice else { break };
             buf.clear();
             slice.read_into(&mut buf).map_err(|e| err(&e))?;

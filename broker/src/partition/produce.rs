@@ -1,6 +1,11 @@
 //! The Produce API: validate, deduplicate and append each partition's batches
-//! in request order, then answer by `acks`: 0 never, 1 once appended, -1 once
-//! acks=all holds (`skiff.ack.durability`: fsynced, or in memory).
+//! in request order on the leader, then answer by `acks`: 0 never, 1 once
+//! appended, -1 once every ISR member has the batch (`skiff.ack.durability`:
+//! fsynced on each, or in memory). acks=all is refused before appending when
+//! the ISR is below `min.insync.replicas` (NOT_ENOUGH_REPLICAS), and fails
+//! with NOT_ENOUGH_REPLICAS_AFTER_APPEND if it shrinks below while parked,
+//! NOT_LEADER_OR_FOLLOWER if leadership moves, REQUEST_TIMED_OUT at the
+//! request's timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +24,8 @@ use crate::protocol::dispatch::{Reply, text};
 struct Outcome {
     index: i32,
     result: Result<(i64, i64, i64), (i16, String)>,
+    /// Leader epoch of the append (acks=all waits at it).
+    epoch: i32,
     partition: Option<Arc<Partition>>,
 }
 
@@ -33,22 +40,14 @@ fn append_one(
     let fail = |code: i16, message: String| Outcome {
         index,
         result: Err((code, message)),
+        epoch: -1,
         partition: None,
     };
     let Some(t) = image.topics.get(topic) else {
         return fail(3, format!("unknown topic '{topic}'"));
     };
-    let Some(meta) = t.partitions.get(&index) else {
+    if !t.partitions.contains_key(&index) {
         return fail(3, format!("unknown partition {topic}-{index}"));
-    };
-    if meta.leader != broker.node_id {
-        return fail(
-            6,
-            format!(
-                "broker {} is not the leader of {topic}-{index}",
-                broker.node_id
-            ),
-        );
     }
     let Some(partition) = broker.replicas.get(topic, index) else {
         return fail(
@@ -59,21 +58,9 @@ fn append_one(
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return fail(87, "no records".into());
     };
-    if acks == -1 {
-        let min = partition.settings().min_insync_replicas;
-        if (meta.isr.len() as i32) < min {
-            return fail(
-                19,
-                format!(
-                    "{} in-sync replicas, min.insync.replicas is {min}",
-                    meta.isr.len()
-                ),
-            );
-        }
-    }
     // The log stamps offsets into the batch, so it needs its own mutable copy.
     let mut batch = BytesMut::from(&records[..]);
-    match partition.append(&mut batch) {
+    match partition.append(&mut batch, acks == -1) {
         Ok(a) => {
             broker
                 .metrics
@@ -83,6 +70,7 @@ fn append_one(
             Outcome {
                 index,
                 result: Ok((a.base_offset, a.last_offset, a.log_start_offset)),
+                epoch: a.leader_epoch,
                 partition: Some(partition),
             }
         }
@@ -91,6 +79,7 @@ fn append_one(
             Outcome {
                 index,
                 result: Err((e.code(), e.to_string())),
+                epoch: -1,
                 partition: None,
             }
         }
@@ -152,6 +141,7 @@ pub fn produce(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply
                     return Outcome {
                         index: p.index,
                         result: Err((21, format!("acks must be -1, 0 or 1, got {acks}"))),
+                        epoch: -1,
                         partition: None,
                     };
                 }
@@ -159,6 +149,7 @@ pub fn produce(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply
                     return Outcome {
                         index: p.index,
                         result: Err((87, "transactions are not supported by this broker".into())),
+                        epoch: -1,
                         partition: None,
                     };
                 }
@@ -178,11 +169,10 @@ pub fn produce(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply
                         let waits = outcomes.into_iter().map(|o| async move {
                             let result = match (o.result, o.partition) {
                                 (Ok((base, last, start)), Some(p)) => {
-                                    match tokio::time::timeout(timeout, p.wait_acks_all(last + 1))
-                                        .await
-                                    {
+                                    let acked = p.wait_acks_all(last + 1, o.epoch);
+                                    match tokio::time::timeout(timeout, acked).await {
                                         Ok(Ok(())) => Ok((base, start)),
-                                        Ok(Err(e)) => Err((56, e.to_string())),
+                                        Ok(Err(e)) => Err((e.code(), e.to_string())),
                                         Err(_) => Err((
                                             7,
                                             "acks=all not satisfied within the request timeout"

@@ -179,6 +179,15 @@ async fn route(
         R::DescribeCluster(req) => Reply::now(S::DescribeCluster(
             admin::cluster::describe_cluster(broker, req, version),
         )),
+        R::AlterPartitionReassignments(req) => Reply::now(S::AlterPartitionReassignments(
+            admin::reassignments::alter_partition_reassignments(broker, req, version).await,
+        )),
+        R::ListPartitionReassignments(req) => Reply::now(S::ListPartitionReassignments(
+            admin::reassignments::list_partition_reassignments(broker, req, version),
+        )),
+        R::ElectLeaders(req) => Reply::now(S::ElectLeaders(
+            admin::reassignments::elect_leaders(broker, req, version).await,
+        )),
         R::FindCoordinator(req) => Reply::now(S::FindCoordinator(
             admin::coordinator::find_coordinator(broker, req, version).await,
         )),

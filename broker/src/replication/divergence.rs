@@ -7,25 +7,46 @@
 
 use crate::log::EpochCache;
 
+/// The leader's verdict on a follower's fetch position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchCheck {
+    /// The follower's log agrees with ours up to its fetch offset.
+    Proceed,
+    /// It diverges: the follower must truncate (answered as `diverging_epoch`).
+    Diverging { epoch: i32, end_offset: i64 },
+    /// We cannot tell where its epoch ended (no epoch history here): answered
+    /// OFFSET_OUT_OF_RANGE, as Kafka does.
+    Undetermined,
+}
+
 /// The leader's answer to a follower fetching at `fetch_offset` whose last
-/// batch is from `last_fetched_epoch`: `Some((epoch, end_offset))` if the
-/// follower's log diverges (it must truncate), `None` if the fetch may proceed.
+/// batch is from `last_fetched_epoch` (−1: the follower has none), following
+/// Kafka's `Partition.readRecords`: the end of that epoch here is the start of
+/// the next one (our log end for our latest); an epoch older than any we know
+/// ends where our first one starts.
 pub fn check_fetch(
     leader_epochs: &EpochCache,
     leader_end: i64,
     last_fetched_epoch: i32,
     fetch_offset: i64,
-) -> Option<(i32, i64)> {
+) -> FetchCheck {
     if last_fetched_epoch < 0 {
-        return None;
+        return FetchCheck::Proceed;
     }
-    match leader_epochs.end_offset_for(last_fetched_epoch, leader_end) {
-        // The leader never had that epoch or anything before it: everything diverges.
-        None => Some((-1, -1)),
-        Some((epoch, end)) if epoch != last_fetched_epoch || end < fetch_offset => {
-            Some((epoch, end))
+    let (epoch, end) = match leader_epochs.end_offset_for(last_fetched_epoch, leader_end) {
+        Some(found) => found,
+        None => match leader_epochs.entries().first() {
+            Some(first) => (last_fetched_epoch, first.start_offset),
+            None => return FetchCheck::Undetermined,
+        },
+    };
+    if epoch < last_fetched_epoch || end < fetch_offset {
+        FetchCheck::Diverging {
+            epoch,
+            end_offset: end,
         }
-        Some(_) => None,
+    } else {
+        FetchCheck::Proceed
     }
 }
 
@@ -75,16 +96,21 @@ mod tests {
 
     #[test]
     fn leader_check_table() {
-        // Leader: epoch 1 from 0, epoch 3 from 100, epoch 4 from 150; log end 200.
-        let (_d, leader) = epochs(&[(1, 0), (3, 100), (4, 150)]);
+        use FetchCheck::*;
+        let diverging = |epoch, end_offset| Diverging { epoch, end_offset };
+        // Leader: epoch 1 from 5, epoch 3 from 100, epoch 4 from 150; log end 200.
+        let (_d, leader) = epochs(&[(1, 5), (3, 100), (4, 150)]);
         let cases = [
-            (4, 180, None), // same epoch, within it
-            (4, 200, None),
-            (3, 150, None),           // fetched the whole of epoch 3
-            (3, 160, Some((3, 150))), // has records of epoch 3 the leader never wrote
-            (2, 120, Some((1, 100))), // epoch 2 never existed on the leader
-            (0, 10, Some((-1, -1))),  // before any leader epoch
-            (-1, 0, None),            // empty follower
+            (4, 180, Proceed), // same epoch, within it
+            (4, 200, Proceed),
+            (4, 210, diverging(4, 200)), // beyond our log end in our own epoch
+            (3, 150, Proceed),           // fetched the whole of epoch 3
+            (3, 160, diverging(3, 150)), // has records of epoch 3 the leader never wrote
+            (2, 120, diverging(1, 100)), // epoch 2 never existed on the leader
+            (2, 90, diverging(1, 100)),  // ... even below where epoch 1 ended
+            (0, 10, diverging(0, 5)),    // older than any epoch here: ends where ours start
+            (0, 5, Proceed),
+            (-1, 0, Proceed), // empty follower
         ];
         for (epoch, offset, want) in cases {
             assert_eq!(
@@ -93,6 +119,9 @@ mod tests {
                 "epoch {epoch} offset {offset}"
             );
         }
+        let (_e, empty) = epochs(&[]);
+        assert_eq!(check_fetch(&empty, 0, 3, 10), Undetermined);
+        assert_eq!(check_fetch(&empty, 0, -1, 0), Proceed);
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! - a follower whose log end reaches the high watermark (and the start of the
 //!   current leader epoch) is proposed back in;
 //! - one ISR change is in flight at a time; the controller validates it against
-//!   the leader and partition epochs (Kafka's AlterPartition);
+//!   the leader and partition epochs (Kafka's AlterPartition). After a refusal
+//!   for stale epochs no new change is proposed until new metadata arrives
+//!   (`update_assignment`); after a transient failure, not before a backoff;
 //! - acks=all is satisfied up to the *ack watermark*: with `fsync` durability,
 //!   the least durable offset over the ISR (followers report theirs in their
 //!   fetches), capped by the high watermark; with `memory`, the high watermark.
@@ -22,6 +24,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::AckDurability;
+
+/// How long after a failed (transient) ISR change the leader waits before proposing again.
+pub const ISR_RETRY_BACKOFF_MS: i64 = 500;
 
 /// Settings the state machine needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +71,12 @@ pub enum Event {
     Tick { now_ms: i64 },
     /// The controller accepted the proposed ISR at this partition epoch.
     IsrCommitted { partition_epoch: i32 },
-    /// The controller refused the proposal (stale epochs); the runtime
-    /// refreshes metadata, and a later event may propose again.
+    /// The controller refused the proposal (stale epochs): nothing is
+    /// proposed again until new metadata arrives (`update_assignment`).
     IsrRejected,
+    /// The proposal failed transiently (controller unreachable): proposals
+    /// resume [`ISR_RETRY_BACKOFF_MS`] after `now_ms`.
+    IsrFailed { now_ms: i64 },
 }
 
 /// What the runtime must do.
@@ -104,6 +112,8 @@ pub struct LeaderState {
     pub ack_watermark: i64,
     /// An ISR change sent to the controller and not answered yet.
     pub pending_isr: Option<Vec<i32>>,
+    /// No ISR change is proposed before this time (`i64::MAX`: until new metadata).
+    pub proposals_blocked_until_ms: i64,
     config: LeaderConfig,
 }
 
@@ -153,8 +163,86 @@ impl LeaderState {
             high_watermark,
             ack_watermark: high_watermark.min(durable_offset),
             pending_isr: None,
+            proposals_blocked_until_ms: i64::MIN,
             config,
         }
+    }
+
+    /// The commands a new leader starts with: alone in the ISR (or with
+    /// followers already known), its watermarks may move at once.
+    pub fn start(&mut self) -> Vec<Command> {
+        let mut out = Vec::new();
+        self.advance(&mut out);
+        out
+    }
+
+    /// The ISR as last committed by the controller, ascending.
+    pub fn isr(&self) -> Vec<i32> {
+        self.isr.iter().copied().collect()
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> LeaderConfig {
+        self.config
+    }
+
+    /// Applies new settings (`min.insync.replicas` changed).
+    pub fn set_config(&mut self, config: LeaderConfig) -> Vec<Command> {
+        self.config = config;
+        let mut out = Vec::new();
+        self.advance(&mut out);
+        out
+    }
+
+    /// The durable offset to assume for a follower that did not report one:
+    /// its fetch offset under `memory` durability, otherwise what it reported
+    /// before (never more than it has).
+    pub fn assumed_durable(&self, replica: i32, fetch_offset: i64) -> i64 {
+        match self.config.durability {
+            AckDurability::Memory => fetch_offset,
+            AckDurability::Fsync => self
+                .followers
+                .get(&replica)
+                .map_or(-1, |f| f.durable_offset.min(fetch_offset)),
+        }
+    }
+
+    /// New metadata for the partition at the same leader epoch (the controller
+    /// committed an ISR change, or a reassignment changed the replicas). An
+    /// image older than what this leader knows is ignored.
+    pub fn update_assignment(
+        &mut self,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        partition_epoch: i32,
+        now_ms: i64,
+    ) -> Vec<Command> {
+        let mut out = Vec::new();
+        if partition_epoch <= self.partition_epoch {
+            return out;
+        }
+        self.followers.retain(|r, _| replicas.contains(r));
+        for &r in &replicas {
+            if r != self.node_id {
+                self.followers.entry(r).or_insert(FollowerProgress {
+                    log_end_offset: -1,
+                    durable_offset: -1,
+                    last_caught_up_ms: now_ms,
+                    leader_end_at_last_fetch: -1,
+                });
+            }
+        }
+        self.replicas = replicas;
+        self.isr = isr.into_iter().collect();
+        self.partition_epoch = partition_epoch;
+        self.pending_isr = None;
+        self.proposals_blocked_until_ms = i64::MIN;
+        self.advance(&mut out);
+        out
+    }
+
+    fn may_propose(&self, now_ms: i64) -> bool {
+        self.pending_isr.is_none() && now_ms >= self.proposals_blocked_until_ms
     }
 
     /// Whether acks=all may be attempted: the ISR is large enough.
@@ -195,7 +283,7 @@ impl LeaderState {
                 let joins = !self.isr.contains(&replica)
                     && fetch_offset >= self.high_watermark
                     && fetch_offset >= self.epoch_start_offset;
-                if joins && self.pending_isr.is_none() {
+                if joins && self.may_propose(now_ms) {
                     let mut isr: Vec<i32> = self.isr.iter().copied().collect();
                     isr.push(replica);
                     isr.sort_unstable();
@@ -212,7 +300,7 @@ impl LeaderState {
                     })
                     .map(|(r, _)| *r)
                     .collect();
-                if !laggards.is_empty() && self.pending_isr.is_none() {
+                if !laggards.is_empty() && self.may_propose(now_ms) {
                     let isr: Vec<i32> = self
                         .isr
                         .iter()
@@ -228,7 +316,14 @@ impl LeaderState {
                     self.partition_epoch = partition_epoch;
                 }
             }
-            Event::IsrRejected => self.pending_isr = None,
+            Event::IsrRejected => {
+                self.pending_isr = None;
+                self.proposals_blocked_until_ms = i64::MAX;
+            }
+            Event::IsrFailed { now_ms } => {
+                self.pending_isr = None;
+                self.proposals_blocked_until_ms = now_ms.saturating_add(ISR_RETRY_BACKOFF_MS);
+            }
         }
         self.advance(&mut out);
         out
@@ -245,50 +340,39 @@ impl LeaderState {
 
     /// Moves the high and ack watermarks forward if the ISR allows.
     fn advance(&mut self, out: &mut Vec<Command>) {
-        // While an expansion is pending, the new member already counts (Kafka's
-        // "maximal ISR"): the watermark must not outrun a replica about to join.
-        let counted: BTreeSet<i32> = match &self.pending_isr {
-            Some(p) => self.isr.iter().chain(p.iter()).copied().collect(),
-            None => self.isr.clone(),
-        };
-        if counted.len() < self.config.min_insync_replicas || !self.has_min_isr() {
+        // The committed ISR must be large enough (the counted set below is a
+        // superset of it, so it is then too).
+        if !self.has_min_isr() {
             return;
         }
-        let end_of = |r: &i32| {
-            if *r == self.node_id {
-                Some(self.log_end_offset)
+        // While an expansion is pending, the new member already counts (Kafka's
+        // "maximal ISR"): the watermark must not outrun a replica about to join.
+        // No allocation: this runs on every append and follower fetch.
+        let pending: &[i32] = self.pending_isr.as_deref().unwrap_or(&[]);
+        let (mut min_end, mut min_durable) = (i64::MAX, i64::MAX);
+        for r in self.isr.iter().chain(pending) {
+            let (end, durable) = if *r == self.node_id {
+                (self.log_end_offset, self.durable_offset)
             } else {
-                self.followers.get(r).map(|f| f.log_end_offset)
-            }
-        };
-        let durable_of = |r: &i32| {
-            if *r == self.node_id {
-                Some(self.durable_offset)
-            } else {
-                self.followers.get(r).map(|f| f.durable_offset)
-            }
-        };
-        let Some(min_end) = counted
-            .iter()
-            .map(end_of)
-            .collect::<Option<Vec<_>>>()
-            .and_then(|v| v.into_iter().min())
-        else {
+                match self.followers.get(r) {
+                    Some(f) => (f.log_end_offset, f.durable_offset),
+                    // A member that is not a replica: nothing can be decided.
+                    None => return,
+                }
+            };
+            min_end = min_end.min(end);
+            min_durable = min_durable.min(durable);
+        }
+        if min_end == i64::MAX {
             return;
-        };
+        }
         if min_end > self.high_watermark {
             self.high_watermark = min_end;
             out.push(Command::HighWatermark(min_end));
         }
         let ack = match self.config.durability {
             AckDurability::Memory => self.high_watermark,
-            AckDurability::Fsync => counted
-                .iter()
-                .map(durable_of)
-                .collect::<Option<Vec<_>>>()
-                .and_then(|v| v.into_iter().min())
-                .unwrap_or(-1)
-                .min(self.high_watermark),
+            AckDurability::Fsync => min_durable.min(self.high_watermark),
         };
         if ack > self.ack_watermark {
             self.ack_watermark = ack;
@@ -486,5 +570,131 @@ mod tests {
             }]
         );
         assert_eq!(s.on(Event::Tick { now_ms: LAG + 2 }), vec![]);
+    }
+
+    #[test]
+    fn newer_metadata_replaces_the_isr_and_older_is_ignored() {
+        let mut s = leader(2, AckDurability::Memory);
+        s.on(Event::Appended {
+            log_end_offset: 200,
+        });
+        s.on(fetched(2, 200, 200, 1));
+        // An image older than what the leader knows changes nothing.
+        assert_eq!(s.update_assignment(vec![1, 2], vec![1, 2], 6, 1), vec![]);
+        assert_eq!(s.isr(), vec![1, 2, 3]);
+        // A newer one (follower 3 was dropped, replica 4 added) takes effect and
+        // the watermark, no longer held back by 3, advances.
+        let out = s.update_assignment(vec![1, 2, 4], vec![1, 2], 8, 2);
+        assert_eq!(
+            out,
+            vec![Command::HighWatermark(200), Command::AckWatermark(200)]
+        );
+        assert_eq!((s.isr(), s.partition_epoch), (vec![1, 2], 8));
+        assert!(s.followers.contains_key(&4) && !s.followers.contains_key(&3));
+        // The new replica catches up and is proposed into the ISR.
+        assert_eq!(
+            s.on(fetched(4, 200, 200, 3)),
+            vec![Command::ProposeIsr {
+                isr: vec![1, 2, 4],
+                leader_epoch: 5,
+                partition_epoch: 8
+            }]
+        );
+    }
+
+    #[test]
+    fn refused_and_failed_proposals_back_off() {
+        // (event after the first proposal, time of the next tick, proposes again?)
+        let cases = [
+            (Event::IsrRejected, LAG + 10, false),
+            (Event::IsrRejected, i64::MAX / 2, false),
+            (Event::IsrFailed { now_ms: LAG + 1 }, LAG + 2, false),
+            (
+                Event::IsrFailed { now_ms: LAG + 1 },
+                LAG + 1 + ISR_RETRY_BACKOFF_MS,
+                true,
+            ),
+        ];
+        for (answer, next_tick, again) in cases {
+            let mut s = leader(1, AckDurability::Memory);
+            assert_eq!(s.on(Event::Tick { now_ms: LAG + 1 }).len(), 1);
+            s.on(answer);
+            let out = s.on(Event::Tick { now_ms: next_tick });
+            assert_eq!(
+                out.iter().any(|c| matches!(c, Command::ProposeIsr { .. })),
+                again,
+                "{answer:?} then tick at {next_tick}"
+            );
+        }
+        // New metadata lifts the block left by a refusal.
+        let mut s = leader(1, AckDurability::Memory);
+        s.on(Event::Tick { now_ms: LAG + 1 });
+        s.on(Event::IsrRejected);
+        s.update_assignment(vec![1, 2, 3], vec![1, 2, 3], 9, LAG + 2);
+        assert!(matches!(
+            s.on(Event::Tick {
+                now_ms: 2 * LAG + 10
+            })
+            .as_slice(),
+            [Command::ProposeIsr { .. }]
+        ));
+    }
+
+    #[test]
+    fn assumed_durable_offset_depends_on_the_durability_mode() {
+        for (durability, want_before, want_after) in [
+            (AckDurability::Memory, 300, 300),
+            (AckDurability::Fsync, -1, 250),
+        ] {
+            let mut s = leader(1, durability);
+            assert_eq!(s.assumed_durable(2, 300), want_before, "{durability:?}");
+            s.on(Event::Appended {
+                log_end_offset: 400,
+            });
+            s.on(fetched(2, 260, 250, 1));
+            assert_eq!(s.assumed_durable(2, 300), want_after, "{durability:?}");
+        }
+    }
+
+    /// A leader paused (SIGSTOP) while the controller elected another one
+    /// resumes at its stale epoch: the new leader no longer fetches from it, so
+    /// its watermarks cannot pass what that replica had, and its attempt to drop
+    /// it from the ISR is refused by the controller (stale leader epoch).
+    #[test]
+    fn stale_epoch_leader_never_acknowledges_acks_all() {
+        for durability in [AckDurability::Memory, AckDurability::Fsync] {
+            let mut s = leader(2, durability);
+            s.on(Event::Flushed {
+                durable_offset: 100,
+            });
+            // Replica 2 became leader elsewhere; 3 still fetches from us.
+            s.on(Event::Appended {
+                log_end_offset: 150,
+            });
+            s.on(Event::Flushed {
+                durable_offset: 150,
+            });
+            let mut now = 1;
+            for _ in 0..5 {
+                s.on(fetched(3, 150, 150, now));
+                now += LAG;
+                let out = s.on(Event::Tick { now_ms: now });
+                for c in &out {
+                    match c {
+                        Command::ProposeIsr { leader_epoch, .. } => {
+                            assert_eq!(*leader_epoch, 5);
+                            // The controller knows a newer leader epoch.
+                            s.on(Event::IsrRejected);
+                        }
+                        other => panic!("{durability:?}: unexpected {other:?}"),
+                    }
+                }
+                assert_eq!(
+                    (s.high_watermark, s.ack_watermark),
+                    (100, 100),
+                    "{durability:?}"
+                );
+            }
+        }
     }
 }

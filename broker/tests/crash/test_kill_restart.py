@@ -40,6 +40,7 @@ class Broker:
     def __init__(self, binary: str, data_dir: Path):
         self.binary, self.data_dir = binary, data_dir
         self.port, self.admin_port = free_port(), free_port()
+        self.controller_port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log = open(data_dir.parent / "broker.log", "ab")
 
@@ -50,7 +51,8 @@ class Broker:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [self.binary, "--data-dir", str(self.data_dir), "--listen", self.bootstrap,
-             "--admin-listen", f"127.0.0.1:{self.admin_port}"],
+             "--admin-listen", f"127.0.0.1:{self.admin_port}",
+             "--controller-listen", f"127.0.0.1:{self.controller_port}"],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
