@@ -43,6 +43,7 @@ for target in "${targets[@]}"; do
     mkdir -p "corpus/$target" "artifacts/$target"
     log="logs/$target-$(date +%Y%m%d-%H%M%S).log"
     echo "== $target: ${secs}s, sanitizer $sanitizer, log $log"
+    started=$SECONDS
     set +e
     # shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
     TMPDIR="$scratch" nice -n 19 cargo +nightly fuzz run -a -s "$sanitizer" "$target" \
@@ -51,13 +52,14 @@ for target in "${targets[@]}"; do
         -print_final_stats=1 ${FUZZ_ARGS:-} >"$log" 2>&1
     rc=$?
     set -e
+    elapsed=$((SECONDS - started))
     stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
     last="$(grep -E '^#[0-9]+.*(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -1 || true)"
     cov="$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")"
     ft="$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")"
     corp="$(sed -n 's/.* corp: \([^ ]*\).*/\1/p' <<<"$last")"
     printf '%s: %s s, %s execs, %s exec/s, cov %s edges, ft %s features, corpus %s (units/bytes), peak rss %s MB\n' \
-        "$target" "$secs" "$(stat number_of_executed_units)" "$(stat average_exec_per_sec)" \
+        "$target" "$elapsed" "$(stat number_of_executed_units)" "$(stat average_exec_per_sec)" \
         "${cov:-?}" "${ft:-?}" "${corp:-?}" "$(stat peak_rss_mb)"
     grep '^skiff-fuzz: [0-9]* inputs' "$log" | tail -1 || true
     if [[ $rc -ne 0 ]]; then

@@ -53,6 +53,17 @@ pub enum BatchError {
     /// Offsets do not ascend: the batch starts below where the previous one ended.
     #[error("batch base offset {base_offset} is below the expected {expected}")]
     OffsetBelow { base_offset: i64, expected: i64 },
+    /// The batch's offsets reach past the last one its place may hold (the end
+    /// of its segment's relative range, the next segment's base, or the log's
+    /// offset limit).
+    #[error(
+        "batch offsets {base_offset}..={last_offset} reach past {max}, the last offset allowed here"
+    )]
+    OffsetOutOfRange {
+        base_offset: i64,
+        last_offset: i64,
+        max: i64,
+    },
     /// The length field exceeds the largest batch this log accepts.
     #[error("batch length {size} exceeds the largest accepted batch ({max} bytes)")]
     Oversized { size: usize, max: usize },

@@ -8,6 +8,65 @@ use thiserror::Error;
 
 use super::batch::BatchError;
 
+/// A segment's files contradict themselves: what is wrong and where. Found by
+/// the checks made on opening a segment that was to be trusted; recovery then
+/// re-validates the segment instead of failing the open.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Corruption {
+    /// A batch header in the data file is impossible or out of place.
+    #[error("{path}: batch at position {position}: {reason}")]
+    Batch {
+        path: PathBuf,
+        position: u64,
+        reason: BatchError,
+    },
+    /// An index entry disagrees with its neighbours or with the data file.
+    #[error("{path}: {reason}")]
+    Index { path: PathBuf, reason: IndexError },
+}
+
+/// What is wrong with an entry of a segment's `.index` or `.timeindex`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum IndexError {
+    /// Offsets and positions must both ascend from one entry to the next.
+    #[error(
+        "entry {entry} (offset {offset} at position {position}) does not follow the entry before it"
+    )]
+    OffsetEntryOutOfOrder {
+        entry: usize,
+        offset: i64,
+        position: u64,
+    },
+    /// The entry points past the end of the data file.
+    #[error("entry {entry} points at position {position}, past the segment's {size} bytes")]
+    OffsetEntryPastEnd {
+        entry: usize,
+        position: u64,
+        size: u64,
+    },
+    /// The entry's position is not where a batch with its offset starts.
+    #[error(
+        "entry {entry} maps offset {offset} to position {position}, where no batch with that base offset starts"
+    )]
+    OffsetEntryMisplaced {
+        entry: usize,
+        offset: i64,
+        position: u64,
+    },
+    /// Timestamps must ascend, and their offsets must not go back.
+    #[error(
+        "entry {entry} (timestamp {timestamp} at offset {offset}) does not follow the entry before it"
+    )]
+    TimeEntryOutOfOrder {
+        entry: usize,
+        timestamp: i64,
+        offset: i64,
+    },
+    /// The entry names an offset the segment does not hold.
+    #[error("entry {entry} names offset {offset}, not below the segment's end offset {end}")]
+    TimeEntryPastEnd { entry: usize, offset: i64, end: i64 },
+}
+
 /// Opening (and recovering) a partition log failed.
 #[derive(Debug, Error)]
 pub enum OpenError {

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 pub use batch::{BatchError, BatchHeader};
 pub use config::LogConfig;
 pub use epoch::{EpochCache, EpochEntry};
-pub use error::{AppendError, MaintenanceError, OpenError, ReadError};
+pub use error::{AppendError, Corruption, IndexError, MaintenanceError, OpenError, ReadError};
 pub use fs::{FileSystem, SegmentFile, StdFs};
 pub use segment::LogSlice;
 
@@ -37,6 +37,11 @@ use segment::{Segment, SegmentParams};
 pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 /// Offset below which every segment is known to be fully on disk.
 pub const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// Every offset in a log is below this, and so is its log end offset (at most
+/// equal). Offsets read from disk or sent by a leader at or above it are
+/// corruption, so the sum of two offsets, or of an offset and a batch's delta,
+/// can never overflow. No real log gets there (2^62 records).
+pub const OFFSET_LIMIT: i64 = 1 << 62;
 
 /// The result of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +67,8 @@ pub struct AppendInfo {
 /// What opening a log found and repaired.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
-    /// Whether the previous close was clean (no segment needed re-validation).
+    /// Whether the previous close was clean (segments were trusted, unless
+    /// they failed the checks on open: see `distrusted`).
     pub clean: bool,
     /// Segments re-validated batch by batch.
     pub segments_recovered: usize,
@@ -72,6 +78,9 @@ pub struct RecoveryReport {
     pub truncated_at: Option<(PathBuf, u64, BatchError)>,
     /// Whole segments deleted because they followed the cut.
     pub segments_deleted: Vec<PathBuf>,
+    /// Segments that were to be trusted (cleanly closed, or below the recovery
+    /// point) but failed the checks made on open, so were re-validated: why.
+    pub distrusted: Vec<Corruption>,
 }
 
 /// What a flush must make durable; taken under the log's lock, synced outside
@@ -147,7 +156,16 @@ impl Log {
                 .to_owned();
             let (stem, ext) = name.split_once('.').unwrap_or((&name, ""));
             match (stem.parse::<i64>(), ext) {
-                (Ok(base), "log") if stem.len() == 20 => bases.push(base),
+                // Only the names the log itself writes: twenty digits, no sign.
+                (Ok(base), "log")
+                    if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    if base <= OFFSET_LIMIT {
+                        bases.push(base);
+                    } else {
+                        warn!(file = %path.display(), limit = OFFSET_LIMIT, "log open: ignoring a segment whose base offset is past the offset limit");
+                    }
+                }
                 (_, "tmp") => fs.remove(&path).map_err(io_err("remove temporary file"))?,
                 _ => {}
             }
@@ -191,13 +209,21 @@ impl Log {
             let next_base = bases.get(i + 1).copied();
             let trusted = next_base.is_some_and(|n| n <= recovery_point) || clean;
             let opened = if trusted {
-                Segment::open_trusted(fs.as_ref(), dir, base, params).map_err(|e| {
-                    OpenError::Io {
-                        path: dir.join(segment::file_name(base, "log")),
-                        op: "open segment",
-                        source: io::Error::other(e.to_string()),
+                let checked =
+                    Segment::open_trusted(fs.as_ref(), dir, base, params, expected, next_base)
+                        .map_err(|source| OpenError::Io {
+                            path: dir.join(segment::file_name(base, "log")),
+                            op: "open segment",
+                            source,
+                        })?;
+                match checked {
+                    Ok(seg) => Some(seg),
+                    Err(corruption) => {
+                        warn!(%corruption, "log open: a segment that was closed cleanly contradicts itself; re-validating it");
+                        report.distrusted.push(corruption);
+                        None
                     }
-                })?
+                }
             } else {
                 None
             };
@@ -433,9 +459,21 @@ impl Log {
                     reason,
                 }
             })?;
+            // `offset` is at most OFFSET_LIMIT and the delta an i32: no overflow.
+            let last = offset + h.last_offset_delta as i64;
+            if last >= OFFSET_LIMIT {
+                return Err(AppendError::InvalidBatch {
+                    position: pos,
+                    reason: BatchError::OffsetOutOfRange {
+                        base_offset: offset,
+                        last_offset: last,
+                        max: OFFSET_LIMIT - 1,
+                    },
+                });
+            }
             batch::stamp_base_offset(&mut batches[pos..], offset);
             batch::stamp_leader_epoch(&mut batches[pos..], leader_epoch);
-            offset += h.last_offset_delta as i64 + 1;
+            offset = last + 1;
             pos += h.size().map_err(|reason| AppendError::InvalidBatch {
                 position: pos,
                 reason,
@@ -484,11 +522,21 @@ impl Log {
                     reason,
                 }
             })?;
-            if h.base_offset < expected {
-                let reason = BatchError::OffsetBelow {
+            let reason = if h.base_offset < expected {
+                Some(BatchError::OffsetBelow {
                     base_offset: h.base_offset,
                     expected,
-                };
+                })
+            } else if h.last_offset() >= OFFSET_LIMIT {
+                Some(BatchError::OffsetOutOfRange {
+                    base_offset: h.base_offset,
+                    last_offset: h.last_offset(),
+                    max: OFFSET_LIMIT - 1,
+                })
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
                 return Err(AppendError::InvalidBatch {
                     position: pos,
                     reason,

@@ -8,9 +8,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::OFFSET_LIMIT;
 use super::batch::{self, BatchError, BatchHeader, HEADER_LEN};
 use super::epoch::EpochCache;
-use super::error::ReadError;
+use super::error::{Corruption, IndexError, ReadError};
 use super::fs::{FileSystem, SegmentFile};
 use super::index::{Index, OffsetEntry, TimeEntry};
 
@@ -156,61 +157,238 @@ impl Segment {
         Ok(seg)
     }
 
-    /// Opens a segment that was sealed or cleanly closed: its file length is its
-    /// size and its indexes are trusted if they pass a sanity check. Returns
-    /// `None` if the check fails, in which case the caller recovers it.
+    /// Opens a segment that was sealed or cleanly closed. Trust skips the
+    /// expensive part of recovery: no CRCs, and no walk over the batches the
+    /// offset index already covers. What the open computes from still gets
+    /// cheap checks, so garbage in the files cannot become impossible offsets
+    /// or positions:
+    /// - the offset index ascends in offset and position, points inside the
+    ///   data, and its last entry names the batch that starts where it points;
+    /// - the first batch and every batch after the last index entry have a sane
+    ///   header (magic, length within the file) and offsets from where the
+    ///   previous batch (or `min_offset`, the previous segment's end) left off,
+    ///   within this segment's relative (u32) range, below `next_base` and
+    ///   below [`OFFSET_LIMIT`](super::OFFSET_LIMIT);
+    /// - the time index ascends and names only offsets the segment holds.
+    ///
+    /// `Err` is an I/O failure. `Ok(Err(corruption))` says which check failed:
+    /// the caller must then [`recover`](Self::recover) the segment instead.
     pub fn open_trusted(
         fs: &dyn FileSystem,
         dir: &Path,
         base_offset: i64,
         params: SegmentParams,
-    ) -> Result<Option<Self>, ReadError> {
-        let mut seg = Self::open_files(fs, dir, base_offset, params)
-            .map_err(|e| seg_io(dir, base_offset, "open", e))?;
-        seg.cursor.size = seg.file.len().map_err(|e| seg.io("stat", e))?;
-        let sane = seg
-            .offsets
-            .last()
-            .is_none_or(|e| (e.position as u64) < seg.cursor.size)
-            && seg
-                .times
-                .last()
-                .is_none_or(|e| (e.relative_offset as u64) <= u32::MAX as u64);
-        if !sane {
-            return Ok(None);
+        min_offset: i64,
+        next_base: Option<i64>,
+    ) -> io::Result<Result<Self, Corruption>> {
+        let mut seg = Self::open_files(fs, dir, base_offset, params)?;
+        let size = seg.file.len()?;
+        seg.cursor.size = size;
+        if let Err(e) = seg.check_offset_index() {
+            return Ok(Err(e));
         }
-        if let Some(t) = seg.times.last() {
-            seg.cursor.max_timestamp = t.timestamp;
-            seg.cursor.offset_of_max_timestamp = base_offset + t.relative_offset as i64;
-        }
-        // Walk the tail after the last index entry to find the end offset and
-        // the newest timestamp.
-        let mut pos = seg.offsets.last().map_or(0, |e| e.position as u64);
-        while pos < seg.cursor.size {
-            let Some(h) = seg.header_at(pos)? else {
-                return Ok(None);
+        let max = seg.max_offset(next_base);
+        // The index's last entry, if any: the walk checks the first batch, then
+        // jumps there (trusting what lies between) and walks on to the end.
+        let anchor = seg.offsets.last().map(|e| {
+            let entry = seg.offsets.len() - 1;
+            let offset = base_offset + e.relative_offset as i64;
+            (entry, offset, e.position as u64)
+        });
+        let mut anchor_seen = false;
+        let mut expected = min_offset.max(base_offset);
+        let mut pos = 0u64;
+        while pos < size {
+            let at_anchor = anchor.is_some_and(|(_, _, at)| at == pos);
+            let checked = seg.checked_header(pos, expected, max)?;
+            let (h, len) = match (checked, anchor) {
+                (Ok((h, _)), Some((_, offset, _))) if at_anchor && h.base_offset != offset => {
+                    return Ok(Err(seg.misplaced_entry(anchor)));
+                }
+                (Err(_), _) if at_anchor => return Ok(Err(seg.misplaced_entry(anchor))),
+                (Err(reason), _) => return Ok(Err(seg.corrupt_batch(pos, reason))),
+                (Ok(checked), _) => checked,
             };
-            // An impossible length means the file is not what its trust claims:
-            // recover it instead of failing.
-            let Ok(size) = h.size().map(|s| s as u64) else {
-                return Ok(None);
-            };
-            if pos + size > seg.cursor.size {
-                return Ok(None);
+            anchor_seen |= at_anchor;
+            if pos == 0 {
+                seg.rolling_base_ms = Some(h.max_timestamp);
             }
-            seg.cursor.next_offset = h.last_offset().saturating_add(1);
             if h.max_timestamp > seg.cursor.max_timestamp {
                 seg.cursor.max_timestamp = h.max_timestamp;
                 seg.cursor.offset_of_max_timestamp = h.last_offset();
             }
-            pos += size;
+            // Cannot overflow: the last offset was checked to be at most `max`.
+            seg.cursor.next_offset = h.last_offset() + 1;
+            expected = seg.cursor.next_offset;
+            pos += len;
+            if let Some((_, _, at)) = anchor
+                && !anchor_seen
+            {
+                if pos > at {
+                    // The entry points inside a batch.
+                    return Ok(Err(seg.misplaced_entry(anchor)));
+                }
+                pos = at;
+            }
         }
-        seg.cursor.bytes_since_index =
-            seg.cursor.size - seg.offsets.last().map_or(0, |e| e.position as u64);
-        if seg.cursor.size > 0 {
-            seg.rolling_base_ms = seg.header_at(0)?.map(|h| h.max_timestamp);
+        if let Err(e) = seg.check_time_index() {
+            return Ok(Err(e));
         }
-        Ok(Some(seg))
+        // On a tie the entry names the earlier batch, as an append would have.
+        if let Some(t) = seg.times.last()
+            && t.timestamp >= seg.cursor.max_timestamp
+        {
+            seg.cursor.max_timestamp = t.timestamp;
+            seg.cursor.offset_of_max_timestamp = base_offset + t.relative_offset as i64;
+        }
+        seg.cursor.bytes_since_index = size - anchor.map_or(0, |(_, _, at)| at);
+        Ok(Ok(seg))
+    }
+
+    /// The highest offset a batch of this segment may hold: the end of its
+    /// relative (u32) range, below the next segment's base and below the log's
+    /// offset limit.
+    fn max_offset(&self, next_base: Option<i64>) -> i64 {
+        let mut max = self
+            .base_offset
+            .saturating_add(u32::MAX as i64)
+            .min(OFFSET_LIMIT - 1);
+        if let Some(next) = next_base {
+            max = max.min(next.saturating_sub(1));
+        }
+        max
+    }
+
+    /// Offsets and positions of the offset index ascend and stay inside the data.
+    fn check_offset_index(&self) -> Result<(), Corruption> {
+        let mut previous: Option<OffsetEntry> = None;
+        for entry in 0..self.offsets.len() {
+            let Some(e) = self.offsets.get(entry) else {
+                break;
+            };
+            let (offset, position) = (
+                self.base_offset + e.relative_offset as i64,
+                e.position as u64,
+            );
+            let reason = if position >= self.cursor.size {
+                IndexError::OffsetEntryPastEnd {
+                    entry,
+                    position,
+                    size: self.cursor.size,
+                }
+            } else if previous
+                .is_some_and(|p| e.relative_offset <= p.relative_offset || e.position <= p.position)
+            {
+                IndexError::OffsetEntryOutOfOrder {
+                    entry,
+                    offset,
+                    position,
+                }
+            } else {
+                previous = Some(e);
+                continue;
+            };
+            return Err(self.corrupt_index(self.offsets.path(), reason));
+        }
+        Ok(())
+    }
+
+    /// Timestamps of the time index ascend, their offsets do not go back, and
+    /// every one is below the segment's end (known once the data was walked).
+    fn check_time_index(&self) -> Result<(), Corruption> {
+        let mut previous: Option<TimeEntry> = None;
+        for entry in 0..self.times.len() {
+            let Some(e) = self.times.get(entry) else {
+                break;
+            };
+            let offset = self.base_offset + e.relative_offset as i64;
+            let reason = if offset >= self.cursor.next_offset {
+                IndexError::TimeEntryPastEnd {
+                    entry,
+                    offset,
+                    end: self.cursor.next_offset,
+                }
+            } else if previous.is_some_and(|p| {
+                e.timestamp <= p.timestamp || e.relative_offset < p.relative_offset
+            }) {
+                IndexError::TimeEntryOutOfOrder {
+                    entry,
+                    timestamp: e.timestamp,
+                    offset,
+                }
+            } else {
+                previous = Some(e);
+                continue;
+            };
+            return Err(self.corrupt_index(self.times.path(), reason));
+        }
+        Ok(())
+    }
+
+    /// The header at `pos` of a batch whose contents are trusted: it must still
+    /// fit in the file and hold offsets in `[expected, max]`. Yields the header
+    /// and the batch's size.
+    fn checked_header(
+        &self,
+        pos: u64,
+        expected: i64,
+        max: i64,
+    ) -> io::Result<Result<(BatchHeader, u64), BatchError>> {
+        let available = self.cursor.size.saturating_sub(pos);
+        let Some(h) = self.read_header(pos)? else {
+            return Ok(Err(BatchError::TruncatedHeader {
+                available: available as usize,
+            }));
+        };
+        let size = match h.size() {
+            Ok(size) => size,
+            Err(e) => return Ok(Err(e)),
+        };
+        // No `max_batch_bytes` check: a batch written before `max.message.bytes`
+        // was lowered is still valid.
+        let checked = if h.magic != 2 {
+            Err(BatchError::BadMagic(h.magic))
+        } else if size as u64 > available {
+            Err(BatchError::Truncated {
+                needed: size,
+                available: available as usize,
+            })
+        } else if h.last_offset_delta < 0 || h.records_count < 0 {
+            Err(BatchError::BadRecordCount {
+                count: h.records_count,
+                last_offset_delta: h.last_offset_delta,
+            })
+        } else {
+            check_placement(&h, expected, max)
+        };
+        Ok(checked.map(|()| (h, size as u64)))
+    }
+
+    fn misplaced_entry(&self, anchor: Option<(usize, i64, u64)>) -> Corruption {
+        let (entry, offset, position) = anchor.unwrap_or_default();
+        self.corrupt_index(
+            self.offsets.path(),
+            IndexError::OffsetEntryMisplaced {
+                entry,
+                offset,
+                position,
+            },
+        )
+    }
+
+    fn corrupt_batch(&self, position: u64, reason: BatchError) -> Corruption {
+        Corruption::Batch {
+            path: self.path.clone(),
+            position,
+            reason,
+        }
+    }
+
+    fn corrupt_index(&self, path: &Path, reason: IndexError) -> Corruption {
+        Corruption::Index {
+            path: path.to_owned(),
+            reason,
+        }
     }
 
     /// Opens a segment whose contents are not trusted and re-validates every
@@ -233,6 +411,7 @@ impl Segment {
         let mut chunk = vec![0u8; 1 << 20];
         let mut pos = 0u64;
         let mut expected = min_offset.max(base_offset);
+        let max = seg.max_offset(next_base);
         let mut reason = None;
         let mut zero_tail = false;
         'scan: while pos < file_len {
@@ -286,26 +465,10 @@ impl Segment {
                     }
                     break;
                 }
-                let header = match batch::validate(&rest[..size], false) {
-                    Ok(h) if h.base_offset < expected => {
-                        reason = Some(BatchError::OffsetBelow {
-                            base_offset: h.base_offset,
-                            expected,
-                        });
-                        break 'scan;
-                    }
-                    // Offsets are not covered by the CRC: a batch must also stay
-                    // below the next segment and within this one's relative range.
-                    Ok(h)
-                        if next_base.is_some_and(|n| h.last_offset() >= n)
-                            || h.last_offset().saturating_sub(base_offset) > u32::MAX as i64 =>
-                    {
-                        reason = Some(BatchError::OffsetBelow {
-                            base_offset: h.base_offset,
-                            expected,
-                        });
-                        break 'scan;
-                    }
+                // Offsets are not covered by the CRC: check where they put the batch.
+                let checked = batch::validate(&rest[..size], false)
+                    .and_then(|h| check_placement(&h, expected, max).map(|()| h));
+                let header = match checked {
                     Ok(h) => h,
                     Err(e) => {
                         reason = Some(e);
@@ -314,7 +477,8 @@ impl Segment {
                 };
                 seg.index_batch(fs, pos + at as u64, &header)?;
                 seg.cursor.size = pos + (at + size) as u64;
-                seg.cursor.next_offset = header.last_offset().saturating_add(1);
+                // Cannot overflow: the last offset was checked to be at most `max`.
+                seg.cursor.next_offset = header.last_offset() + 1;
                 expected = seg.cursor.next_offset;
                 epochs.assign(header.partition_leader_epoch, header.base_offset);
                 if seg.rolling_base_ms.is_none() {
@@ -514,21 +678,18 @@ impl Segment {
     }
 
     /// Reads the batch header at `pos`, or `None` at the end of the segment.
-    fn header_at(&self, pos: u64) -> Result<Option<BatchHeader>, ReadError> {
-        if pos + HEADER_LEN as u64 > self.cursor.size {
+    fn read_header(&self, pos: u64) -> io::Result<Option<BatchHeader>> {
+        if pos.saturating_add(HEADER_LEN as u64) > self.cursor.size {
             return Ok(None);
         }
         let mut buf = [0u8; HEADER_LEN];
-        let n = self
-            .file
-            .read_full_at(&mut buf, pos)
-            .map_err(|e| self.io("read", e))?;
-        if n < HEADER_LEN {
-            return Ok(None);
-        }
-        BatchHeader::parse(&buf)
-            .map(Some)
-            .map_err(|reason| self.corrupt(pos, reason))
+        let n = self.file.read_full_at(&mut buf, pos)?;
+        Ok(BatchHeader::parse(&buf[..n]).ok())
+    }
+
+    /// [`read_header`](Self::read_header) for the read paths.
+    fn header_at(&self, pos: u64) -> Result<Option<BatchHeader>, ReadError> {
+        self.read_header(pos).map_err(|e| self.io("read", e))
     }
 
     /// The first batch whose last offset is ≥ `offset`, with its position.
@@ -573,7 +734,18 @@ impl Segment {
         } else {
             self.cursor.size
         };
-        let available = (end - pos) as usize;
+        // Only garbage in the unchecked middle of a trusted segment can put the
+        // batch holding `max_offset` before the one holding `offset`.
+        let Some(available) = end.checked_sub(pos) else {
+            return Err(self.corrupt(
+                pos,
+                BatchError::OffsetBelow {
+                    base_offset: first.base_offset,
+                    expected: max_offset,
+                },
+            ));
+        };
+        let available = available as usize;
         let first_size = first.size().map_err(|reason| self.corrupt(pos, reason))?;
         let mut len = available.min(max_bytes);
         if min_one_batch && len < first_size {
@@ -597,7 +769,7 @@ impl Segment {
             return Ok(None);
         }
         let from = self.times.floor(target).map_or(self.base_offset, |t| {
-            self.base_offset + t.relative_offset as i64
+            self.base_offset.saturating_add(t.relative_offset as i64)
         });
         let Some((mut pos, _)) = self.find(from)? else {
             return Ok(None);
@@ -644,8 +816,9 @@ impl Segment {
         };
         let cut = self.cursor.size - pos;
         let base = self.base_offset;
-        self.offsets
-            .truncate_from(|e| base + (e.relative_offset as i64) < h.base_offset);
+        self.offsets.truncate_from(|e| {
+            base + (e.relative_offset as i64) < h.base_offset && (e.position as u64) < pos
+        });
         self.times
             .truncate_from(|e| base + (e.relative_offset as i64) < h.base_offset);
         self.file.set_len(pos).map_err(|e| self.io("truncate", e))?;
@@ -688,10 +861,22 @@ impl Segment {
     }
 }
 
-fn seg_io(dir: &Path, base_offset: i64, op: &'static str, source: io::Error) -> ReadError {
-    ReadError::Io {
-        path: dir.join(file_name(base_offset, "log")),
-        op,
-        source,
+/// Where a batch's offsets (not covered by its CRC) put it: starting at or
+/// after `expected` (where the batch or segment before it ended) and ending at
+/// or before `max` (see [`Segment::max_offset`]).
+fn check_placement(h: &BatchHeader, expected: i64, max: i64) -> Result<(), BatchError> {
+    if h.base_offset < expected {
+        return Err(BatchError::OffsetBelow {
+            base_offset: h.base_offset,
+            expected,
+        });
     }
+    if h.last_offset_delta < 0 || h.last_offset() > max {
+        return Err(BatchError::OffsetOutOfRange {
+            base_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            max,
+        });
+    }
+    Ok(())
 }

@@ -594,6 +594,336 @@ async fn group_commit_reports_a_failed_fsync_to_waiters() {
     assert!(gc.wait_durable(1).await.is_err(), "later waiters fail too");
 }
 
+/// One segment (1 MiB) with an offset-index entry every `index_interval_bytes`.
+fn one_segment_config(index_interval_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes: 1 << 20,
+        index_interval_bytes,
+        ..LogConfig::default()
+    }
+}
+
+/// A log of `n` batches of 3 records, closed cleanly (so the next open trusts
+/// it); returns what was written.
+fn closed_log(dir: &Path, n: usize, config: LogConfig) -> Vec<Vec<u8>> {
+    let (mut log, _) = open(dir, config);
+    let written = append_batches(&mut log, n, 0);
+    log.close().expect("close");
+    written
+}
+
+/// Position of each batch in a segment holding `written` from its start.
+fn positions(written: &[Vec<u8>]) -> Vec<u64> {
+    written
+        .iter()
+        .scan(0u64, |pos, b| {
+            let at = *pos;
+            *pos += b.len() as u64;
+            Some(at)
+        })
+        .collect()
+}
+
+fn write_offset_index(dir: &Path, entries: &[(u32, u32)]) {
+    let bytes: Vec<u8> = entries
+        .iter()
+        .flat_map(|(rel, pos)| rel.to_be_bytes().into_iter().chain(pos.to_be_bytes()))
+        .collect();
+    std::fs::write(dir.join(segment::file_name(0, "index")), bytes).expect("write index");
+}
+
+fn write_time_index(dir: &Path, entries: &[(i64, u32)]) {
+    let bytes: Vec<u8> = entries
+        .iter()
+        .flat_map(|(ts, rel)| ts.to_be_bytes().into_iter().chain(rel.to_be_bytes()))
+        .collect();
+    std::fs::write(dir.join(segment::file_name(0, "timeindex")), bytes).expect("write index");
+}
+
+#[test]
+fn trusted_segment_with_a_contradictory_index_is_revalidated() {
+    type Case = (
+        &'static str,
+        fn(&[u64], u64) -> Vec<(u32, u32)>,
+        fn(&IndexError) -> bool,
+    );
+    // Entries of the offset index, from the batches' positions and the file
+    // size; batch i starts at offset 3i. What the open must find wrong.
+    let cases: [Case; 6] = [
+        (
+            "fuzz finding: garbage entries",
+            |_, _| vec![(2, 70), (0x2b_0005, 0)],
+            |e| matches!(e, IndexError::OffsetEntryOutOfOrder { entry: 1, .. }),
+        ),
+        (
+            "two entries swapped",
+            |p, _| vec![(3, p[1] as u32), (9, p[3] as u32), (6, p[2] as u32)],
+            |e| matches!(e, IndexError::OffsetEntryOutOfOrder { entry: 2, .. }),
+        ),
+        (
+            "entry past the end of the data",
+            |p, size| vec![(3, p[1] as u32), (27, size as u32)],
+            |e| matches!(e, IndexError::OffsetEntryPastEnd { entry: 1, .. }),
+        ),
+        (
+            "last entry inside a batch",
+            |p, _| vec![(3, p[1] as u32), (27, p[9] as u32 + 1)],
+            |e| matches!(e, IndexError::OffsetEntryMisplaced { entry: 1, .. }),
+        ),
+        (
+            "last entry names another batch's offset",
+            |p, _| vec![(3, p[1] as u32), (24, p[9] as u32)],
+            |e| matches!(e, IndexError::OffsetEntryMisplaced { entry: 1, .. }),
+        ),
+        (
+            "only entry inside the first batch",
+            |_, _| vec![(0, 10)],
+            |e| matches!(e, IndexError::OffsetEntryMisplaced { entry: 0, .. }),
+        ),
+    ];
+    for (name, entries, expected) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let written = closed_log(dir.path(), 10, one_segment_config(256));
+        let size: u64 = written.iter().map(|b| b.len() as u64).sum();
+        write_offset_index(dir.path(), &entries(&positions(&written), size));
+        check_revalidated(dir.path(), &written, name, expected);
+    }
+}
+
+#[test]
+fn trusted_segment_with_a_contradictory_time_index_is_revalidated() {
+    type Case = (&'static str, Vec<(i64, u32)>, fn(&IndexError) -> bool);
+    let cases: [Case; 2] = [
+        (
+            "entry past the segment's end offset",
+            vec![(1_000, 0), (5_000, 30)],
+            |e| {
+                matches!(
+                    e,
+                    IndexError::TimeEntryPastEnd {
+                        entry: 1,
+                        end: 30,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "timestamps going back",
+            vec![(1_050, 15), (1_020, 6)],
+            |e| matches!(e, IndexError::TimeEntryOutOfOrder { entry: 1, .. }),
+        ),
+    ];
+    for (name, entries, expected) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let written = closed_log(dir.path(), 10, one_segment_config(256));
+        write_time_index(dir.path(), &entries);
+        check_revalidated(dir.path(), &written, name, expected);
+    }
+}
+
+/// Opens the cleanly closed one-segment log in `dir` whose index was damaged:
+/// the segment must be distrusted for the `expected` reason, re-validated with
+/// nothing lost, and its rebuilt indexes trusted by the next open.
+fn check_revalidated(
+    dir: &Path,
+    written: &[Vec<u8>],
+    name: &str,
+    expected: fn(&IndexError) -> bool,
+) {
+    let (mut log, report) = open(dir, one_segment_config(256));
+    assert!(report.clean, "{name}");
+    match report.distrusted.as_slice() {
+        [Corruption::Index { reason, .. }] if expected(reason) => {}
+        other => panic!("{name}: distrusted {other:?}"),
+    }
+    assert_eq!(report.segments_recovered, 1, "{name}");
+    assert_eq!(report.truncated_at, None, "{name}");
+    assert_eq!(read_all(&log), written, "{name}");
+    assert_eq!(
+        log.offset_for_timestamp(1_050).expect("lookup"),
+        Some((15, 1_050)),
+        "{name}"
+    );
+    assert_eq!(log.max_timestamp(), Some((1_092, 29)), "{name}");
+    let appended = log
+        .append_as_leader(&mut batch(3, 8, 2_000), 0, 0)
+        .expect("append");
+    assert_eq!(appended.base_offset, 30, "{name}");
+    log.close().expect("close");
+    let (log, report) = open(dir, one_segment_config(256));
+    assert_eq!(
+        (report.distrusted.len(), report.segments_recovered),
+        (0, 0),
+        "{name}: the rebuilt index is trusted"
+    );
+    assert_eq!(log.log_end_offset(), 33, "{name}");
+}
+
+#[test]
+fn trusted_batch_offsets_at_the_extremes_are_cut() {
+    type Case = (usize, i64, fn(&BatchError) -> bool);
+    // (which of 4 batches gets which base offset, why it is refused). No index
+    // entries, so the open walks every header.
+    let out_of_range = |e: &BatchError| matches!(e, BatchError::OffsetOutOfRange { .. });
+    let below = |e: &BatchError| matches!(e, BatchError::OffsetBelow { .. });
+    let cases: [Case; 9] = [
+        (0, i64::MAX - 1, out_of_range), // fuzz finding: next append overflowed
+        (0, i64::MIN, below),            // fuzz finding: log end far below zero
+        (3, i64::MAX, out_of_range),
+        (3, i64::MAX - 1, out_of_range),
+        (3, OFFSET_LIMIT - 1, out_of_range),
+        (3, 1 << 32, out_of_range), // past the segment's relative (u32) range
+        (3, i64::MIN, below),
+        (3, -1, below),
+        (3, 3, below), // overlaps the batch before
+    ];
+    for (victim, base_offset, expected) in cases {
+        let case = format!("batch {victim} at offset {base_offset}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let written = closed_log(dir.path(), 4, one_segment_config(1 << 20));
+        let path = dir.path().join(segment::file_name(0, "log"));
+        let mut bytes = std::fs::read(&path).expect("read segment");
+        let at = positions(&written)[victim];
+        batch::stamp_base_offset(&mut bytes[at as usize..], base_offset);
+        std::fs::write(&path, &bytes).expect("write segment");
+
+        let (mut log, report) = open(dir.path(), one_segment_config(1 << 20));
+        match report.distrusted.as_slice() {
+            [
+                Corruption::Batch {
+                    position, reason, ..
+                },
+            ] if *position == at && expected(reason) => {}
+            other => panic!("{case}: distrusted {other:?}"),
+        }
+        assert!(
+            report
+                .truncated_at
+                .as_ref()
+                .is_some_and(|(_, position, _)| *position == at),
+            "{case}: {report:?}"
+        );
+        let kept = 3 * victim as i64;
+        assert_eq!(read_all(&log), written[..victim], "{case}");
+        assert_eq!(log.log_end_offset(), kept, "{case}");
+        let appended = log
+            .append_as_leader(&mut batch(3, 8, 2_000), 0, 0)
+            .expect("append");
+        assert_eq!(appended.base_offset, kept, "{case}");
+        drop(log);
+        let (log, _) = open(dir.path(), one_segment_config(1 << 20));
+        assert_eq!(log.log_end_offset(), kept + 3, "{case}");
+    }
+}
+
+#[test]
+fn trusted_batch_reaching_into_the_next_segment_is_cut_with_what_follows() {
+    let config = LogConfig {
+        index_interval_bytes: 1 << 20,
+        ..small_config()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let written = closed_log(dir.path(), 30, config.clone());
+    let mut bases: Vec<i64> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    assert!(bases.len() > 2, "{bases:?}");
+    // The last batch of the first segment claims offsets of the second.
+    let path = dir.path().join(segment::file_name(0, "log"));
+    let mut bytes = std::fs::read(&path).expect("read segment");
+    let victim = bases[1] as usize / 3 - 1;
+    let at = positions(&written)[victim] as usize;
+    batch::stamp_base_offset(&mut bytes[at..], bases[1]);
+    std::fs::write(&path, &bytes).expect("write segment");
+
+    let (log, report) = open(dir.path(), config);
+    assert!(
+        matches!(
+            report.distrusted.as_slice(),
+            [Corruption::Batch { reason: BatchError::OffsetOutOfRange { max, .. }, .. }]
+                if *max == bases[1] - 1
+        ),
+        "{report:?}"
+    );
+    assert_eq!(report.segments_deleted.len(), bases.len() - 1);
+    assert_eq!(read_all(&log), written[..victim]);
+    assert_eq!(log.log_end_offset(), bases[1] - 3);
+}
+
+#[test]
+fn segment_names_outside_the_offset_range_are_not_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let written = closed_log(dir.path(), 2, one_segment_config(256));
+    for name in [
+        "09223372036854775807.log",
+        "04611686018427387905.log",
+        "-0000000000000000003.log",
+        "+0000000000000000003.log",
+    ] {
+        std::fs::write(dir.path().join(name), &written[0]).expect("write");
+    }
+    let (mut log, report) = open(dir.path(), one_segment_config(256));
+    assert_eq!(report.distrusted, vec![]);
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.segment_count()
+        ),
+        (0, 6, 1)
+    );
+    let appended = log
+        .append_as_leader(&mut batch(3, 8, 2_000), 0, 0)
+        .expect("append");
+    assert_eq!(appended.base_offset, 6);
+}
+
+#[test]
+fn appends_stop_at_the_offset_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path(), one_segment_config(256));
+    log.truncate_fully_and_start_at(OFFSET_LIMIT - 3)
+        .expect("start near the limit");
+    let mut last_fit = batch(3, 8, 0);
+    batch::stamp_base_offset(&mut last_fit, OFFSET_LIMIT - 3);
+    log.append_as_follower(&last_fit, 0)
+        .expect("offsets up to the limit");
+    assert_eq!(log.log_end_offset(), OFFSET_LIMIT);
+    for base_offset in [OFFSET_LIMIT, i64::MAX - 1, i64::MAX] {
+        let mut past = batch(1, 8, 0);
+        batch::stamp_base_offset(&mut past, base_offset);
+        assert!(
+            matches!(
+                log.append_as_follower(&past, 0),
+                Err(AppendError::InvalidBatch {
+                    reason: BatchError::OffsetOutOfRange { .. },
+                    ..
+                })
+            ),
+            "follower batch at {base_offset}"
+        );
+    }
+    assert!(matches!(
+        log.append_as_leader(&mut batch(1, 8, 0), 0, 0),
+        Err(AppendError::InvalidBatch {
+            reason: BatchError::OffsetOutOfRange { .. },
+            ..
+        })
+    ));
+    assert_eq!(log.log_end_offset(), OFFSET_LIMIT);
+    assert_eq!(read_all(&log), vec![last_fit]);
+}
+
 /// Per-segment data sizes (sealed segments are trimmed; the active one is the remainder).
 fn segment_layout(dir: &Path, log: &Log) -> Vec<(std::path::PathBuf, u64)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -688,5 +1018,42 @@ proptest! {
         let (log, report) = open(dir.path(), small_config());
         prop_assert_eq!(read_all(&log), written[..victim].to_vec());
         prop_assert!(report.truncated_at.is_some());
+    }
+
+    /// Index entries that ascend but may point inside batches or name the wrong
+    /// offsets: only the last one is checked against the data on a trusted open,
+    /// so the log opens either way, and reads of what it trusted fail as
+    /// corruption (never panic) where an entry is wrong.
+    #[test]
+    fn trusted_segment_with_an_ascending_index_opens_and_reads_never_panic(
+        picks in prop::collection::btree_map(1usize..10, (0u32..2, prop_oneof![3 => Just(0u32), 1 => 1u32..400]), 1..8),
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let written = closed_log(dir.path(), 10, one_segment_config(256));
+        let at = positions(&written);
+        let entries: Vec<(u32, u32)> = picks
+            .iter()
+            .map(|(&batch, &(off, shift))| (3 * batch as u32 + off, at[batch] as u32 + shift))
+            .collect();
+        let exact = picks.values().all(|&p| p == (0, 0));
+        write_offset_index(dir.path(), &entries);
+        let (log, report) = open(dir.path(), one_segment_config(256));
+        if exact || !report.distrusted.is_empty() {
+            prop_assert_eq!(read_all(&log), written);
+        }
+        let leo = log.log_end_offset();
+        prop_assert_eq!(leo, 30);
+        for offset in 0..=leo {
+            for max_offset in offset..=leo + 1 {
+                match log.read(offset, 1 << 20, max_offset, true) {
+                    Ok(_) | Err(ReadError::Corruption { .. }) => {}
+                    Err(e) => prop_assert!(false, "read {offset} up to {max_offset}: {e}"),
+                }
+            }
+            match log.for_each_batch(offset, |_| {}) {
+                Ok(()) | Err(ReadError::Corruption { .. }) => {}
+                Err(e) => prop_assert!(false, "walk from {offset}: {e}"),
+            }
+        }
     }
 }
