@@ -23,8 +23,7 @@ use skiff_e2e::broker_image::{self, Profile};
 use skiff_e2e::controlplane::{Binaries, binaries};
 use skiff_e2e::manifest;
 use skiff_e2e::node::ImageMap;
-use support::{Harness, eventually, has_block, pod_ip, ready, resolve};
-use tokio::io::AsyncWriteExt;
+use support::{Harness, eventually, has_block, kcat, pod_ip, ready, resolve};
 
 const TEST: &str =
     "broker_statefulset_serves_clients_by_dns_name_and_keeps_data_across_pod_deletion";
@@ -32,39 +31,6 @@ const EXAMPLE: &str = "examples/broker-statefulset.yaml";
 const STATEFULSET: &str = "skiff-broker";
 const BROKERS: usize = 3;
 const LIMIT: Duration = Duration::from_secs(120);
-/// Bound on one kcat run.
-const KCAT_LIMIT: Duration = Duration::from_secs(60);
-
-/// Runs kcat with `args`, feeding it `input`; its stdout, or a panic with
-/// its stderr.
-async fn kcat(args: &[&str], input: &str) -> String {
-    let mut child = tokio::process::Command::new("kcat")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kcat runs");
-    let mut stdin = child.stdin.take().expect("a piped stdin");
-    stdin
-        .write_all(input.as_bytes())
-        .await
-        .expect("kcat reads its input");
-    drop(stdin);
-    let output = tokio::time::timeout(KCAT_LIMIT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("kcat {args:?} did not finish within {KCAT_LIMIT:?}"))
-        .expect("kcat's output");
-    assert!(
-        output.status.success(),
-        "kcat {args:?}: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("kcat prints UTF-8 here")
-}
-
 fn kcat_available() -> bool {
     if std::process::Command::new("kcat")
         .arg("-V")

@@ -27,7 +27,7 @@ use skiff_e2e::broker_image::{self, Profile};
 use skiff_e2e::controlplane::Binaries;
 use skiff_e2e::manifest;
 use skiff_e2e::node::ImageMap;
-use support::{Harness, eventually};
+use support::{Harness, eventually, kcat};
 
 const TEST: &str = "operator_turns_a_cluster_into_its_objects_and_status";
 const LIMIT: Duration = Duration::from_secs(120);
@@ -37,32 +37,6 @@ fn cluster_yaml(brokers: i32) -> String {
     format!(
         "apiVersion: skiff.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: {CLUSTER}\nspec:\n  brokers: {brokers}\n  image: skiff/broker:dev\n  storage:\n    size: 1Gi\n  config:\n    min.insync.replicas: \"2\"\n"
     )
-}
-
-/// Runs kcat with `args`, feeding it `input`; its stdout, or a panic with its stderr.
-async fn kcat(args: &[&str], input: &str) -> String {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new("kcat")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kcat runs (make kcat installs it)");
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin.write_all(input.as_bytes()).await.expect("kcat input");
-    drop(stdin);
-    let output = tokio::time::timeout(LIMIT, child.wait_with_output())
-        .await
-        .expect("kcat finishes")
-        .expect("kcat output");
-    assert!(
-        output.status.success(),
-        "kcat {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8")
 }
 
 fn clusters(client: &kube::Client, ns: &str) -> Api<DynamicObject> {

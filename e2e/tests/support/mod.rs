@@ -9,6 +9,8 @@ use std::net::{IpAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncWriteExt;
+
 use k8s_openapi::api::core::v1::Pod;
 use skiff_e2e::controlplane::{Binaries, ControlPlane, ControlPlaneConfig, binaries};
 use skiff_e2e::node::dns::{HostsFile, SYSTEM_HOSTS_FILE};
@@ -213,4 +215,37 @@ pub async fn start_operator(
         .spawn()
         .expect("the operator starts");
     (child, log_path)
+}
+
+/// Bound on one kcat run.
+const KCAT_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs kcat with `args`, feeding it `input`; its stdout, or a panic with
+/// its stderr.
+pub async fn kcat(args: &[&str], input: &str) -> String {
+    let mut child = tokio::process::Command::new("kcat")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kcat runs");
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    stdin
+        .write_all(input.as_bytes())
+        .await
+        .expect("kcat reads its input");
+    drop(stdin);
+    let output = tokio::time::timeout(KCAT_LIMIT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("kcat {args:?} did not finish within {KCAT_LIMIT:?}"))
+        .expect("kcat's output");
+    assert!(
+        output.status.success(),
+        "kcat {args:?}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("kcat prints UTF-8 here")
 }
