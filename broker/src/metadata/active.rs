@@ -109,19 +109,13 @@ impl Controller {
             if let Some(conn) = conn {
                 s.conn_of.insert(*node_id, conn);
             }
-            // The common case changes nothing and needs no commit.
-            if let ControllerRequest::Heartbeat { node_id, epoch } = &request
-                && self
-                    .log
-                    .image()
-                    .brokers
-                    .get(node_id)
-                    .is_some_and(|b| b.epoch == *epoch && !b.fenced && !b.shutting_down)
+            // The common case changes nothing and needs no barrier or commit;
+            // anything else (unfencing, a refusal) is decided again on the
+            // freshest image below.
+            if let Ok((records, reply)) = plan(&self.log.image(), &request)
+                && records.is_empty()
             {
-                return Ok(Answer {
-                    reply: ControllerReply::Heartbeat { fenced: false },
-                    records: 0,
-                });
+                return Ok(Answer { reply, records: 0 });
             }
         }
         if let ControllerRequest::Register(reg) = &request
