@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
+pub mod traffic;
+
 use k8s_openapi::api::core::v1::Pod;
 use skiff_e2e::controlplane::{Binaries, ControlPlane, ControlPlaneConfig, binaries};
 use skiff_e2e::node::dns::{HostsFile, SYSTEM_HOSTS_FILE};
