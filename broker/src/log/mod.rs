@@ -130,6 +130,84 @@ pub struct Log {
 }
 
 impl Log {
+    /// Opens the log like [`Log::open`], then walks every batch header from the
+    /// log start through `walk` (which builds what it needs from them, such as
+    /// producer state) and returns what it built.
+    ///
+    /// Opening checks a trusted segment (cleanly closed, or below the recovery
+    /// point) only at its ends and index entries; the walk reads every header.
+    /// If it meets a corrupt batch in a trusted segment, that segment and every
+    /// later one are distrusted: the log is opened again with the recovery
+    /// point at that segment, so it is re-validated batch by batch and cut at
+    /// the corrupt batch exactly as after a crash, and the walk starts over.
+    pub fn open_and_walk<T>(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+        mut walk: impl FnMut(&Log) -> Result<T, ReadError>,
+    ) -> Result<(Self, RecoveryReport, T), OpenError> {
+        let (log, report) = Self::open(fs.clone(), dir, config.clone(), now_ms)?;
+        let corrupt = match walk(&log) {
+            Ok(built) => return Ok((log, report, built)),
+            Err(e @ ReadError::Corruption { .. }) => e,
+            Err(e) => {
+                return Err(OpenError::Io {
+                    path: dir.to_owned(),
+                    op: "read batch headers",
+                    source: io::Error::other(e.to_string()),
+                });
+            }
+        };
+        let ReadError::Corruption {
+            path,
+            position,
+            reason,
+        } = &corrupt
+        else {
+            unreachable!("matched above");
+        };
+        let Some(base) = log
+            .segments
+            .iter()
+            .find(|(_, s)| s.path() == path.as_path())
+            .map(|(b, _)| *b)
+        else {
+            return Err(OpenError::Io {
+                path: path.clone(),
+                op: "read batch headers",
+                source: io::Error::other(corrupt.to_string()),
+            });
+        };
+        warn!(segment = %path.display(), position, %reason, "log open: a trusted segment holds a corrupt batch; re-validating the log from it");
+        // Dropped without `close`: no clean-shutdown marker, so the recovery
+        // point written here decides what the next open trusts.
+        drop(log);
+        fs.write_atomic(&dir.join(RECOVERY_POINT_FILE), base.to_string().as_bytes())
+            .and_then(|()| fs.sync_dir(dir))
+            .map_err(|source| OpenError::Io {
+                path: dir.join(RECOVERY_POINT_FILE),
+                op: "write recovery point",
+                source,
+            })?;
+        let (log, mut again) = Self::open(fs, dir, config, now_ms)?;
+        again.clean = report.clean;
+        again.distrusted.splice(
+            0..0,
+            report.distrusted.into_iter().chain([Corruption::Batch {
+                path: path.clone(),
+                position: *position,
+                reason: reason.clone(),
+            }]),
+        );
+        let built = walk(&log).map_err(|e| OpenError::Io {
+            path: dir.to_owned(),
+            op: "read batch headers after recovery",
+            source: io::Error::other(e.to_string()),
+        })?;
+        Ok((log, again, built))
+    }
+
     /// Opens the log in `dir` (creating it if empty), recovering from an unclean
     /// stop: segments after the last recovery point are re-validated and the log
     /// is cut at the first torn or corrupt batch.

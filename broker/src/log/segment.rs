@@ -797,13 +797,21 @@ impl Segment {
         offset: i64,
         f: &mut dyn FnMut(&BatchHeader),
     ) -> Result<(), ReadError> {
-        let Some((mut pos, _)) = self.find(offset)? else {
+        let Some((mut pos, first)) = self.find(offset)? else {
             return Ok(());
         };
+        // Each header must fit, be a v2 batch and continue the offsets of the
+        // one before: a walk over damage reports it instead of reading on.
+        let mut expected = first.base_offset;
+        let max = self.cursor.next_offset.saturating_sub(1);
         while pos < self.cursor.size {
-            let Some(h) = self.header_at(pos)? else { break };
+            let (h, size) = self
+                .checked_header(pos, expected, max)
+                .map_err(|e| self.io("read", e))?
+                .map_err(|reason| self.corrupt(pos, reason))?;
             f(&h);
-            pos += h.size().map_err(|reason| self.corrupt(pos, reason))? as u64;
+            expected = h.last_offset() + 1;
+            pos += size;
         }
         Ok(())
     }

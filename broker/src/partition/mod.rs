@@ -478,10 +478,15 @@ impl Partition {
         hw_checkpoint: Option<i64>,
     ) -> Result<Arc<Self>, OpenError> {
         let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
-        let (log, report) = Log::open(fs, dir, settings.log.clone(), now_ms())?;
+        let (log, report, producers) =
+            Log::open_and_walk(fs, dir, settings.log.clone(), now_ms(), |log| {
+                let mut producers = ProducerState::default();
+                log.for_each_batch(log.log_start_offset(), |h| producers.record(h))?;
+                Ok(producers)
+            })?;
         // A brand-new partition has no clean-shutdown marker either; say
         // something only when recovery actually had work.
-        if !report.clean && (report.segments_recovered > 0 || report.truncated_bytes > 0) {
+        if report.segments_recovered > 0 || report.truncated_bytes > 0 {
             info!(
                 topic,
                 partition = index,
@@ -490,13 +495,6 @@ impl Partition {
                 "partition recovered"
             );
         }
-        let mut producers = ProducerState::default();
-        log.for_each_batch(log.log_start_offset(), |h| producers.record(h))
-            .map_err(|e| OpenError::Io {
-                path: dir.to_owned(),
-                op: "rebuild producer state",
-                source: std::io::Error::other(e.to_string()),
-            })?;
         // Only what was known committed: a restarted follower must not serve
         // (or, elected, keep) a high watermark beyond it. A sole leader moves
         // it to its log end as soon as it leads.
