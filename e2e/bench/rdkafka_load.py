@@ -11,7 +11,8 @@ last line of stdout; diagnostics go to stderr. MB = 10^6 bytes; latencies in ms.
                 records of the first --warmup seconds are left out of the percentiles
   consume       --topic T --count N
                 assigned partitions from the beginning, no group join; timed from the
-                first record received to the last
+                first record received to the last; fetch.queue.backoff.ms 10 (see
+                CONSUME_QUEUE_BACKOFF_MS)
   e2e           --topic T --rate R --seconds D --size S --acks A [--warmup W]
                 a producer at a fixed rate and a consumer in the same process; latency =
                 consumer receive time - send time carried in the record (one monotonic clock)
@@ -145,13 +146,22 @@ def produce(args) -> dict:
     }
 
 
-def consumer(args) -> Consumer:
+def consumer(args, **overrides) -> Consumer:
     return Consumer({
         "bootstrap.servers": args.bootstrap,
         "group.id": f"bench-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
+        **overrides,
     })
+
+
+# librdkafka stops fetching for fetch.queue.backoff.ms (default 1000) whenever its
+# local queue (queued.max.messages.kbytes, 64 MiB) is full, i.e. whenever the broker
+# delivers faster than this Python loop drains. In a run of a few hundred MB that one
+# pause decides the figure and penalises the faster broker; 10 ms keeps the flow
+# control and drops the pause. The same for both brokers.
+CONSUME_QUEUE_BACKOFF_MS = 10
 
 
 def assign_from_beginning(c: Consumer, topic: str) -> None:
@@ -162,7 +172,7 @@ def assign_from_beginning(c: Consumer, topic: str) -> None:
 
 
 def consume(args) -> dict:
-    c = consumer(args)
+    c = consumer(args, **{"fetch.queue.backoff.ms": CONSUME_QUEUE_BACKOFF_MS})
     try:
         assign_from_beginning(c, args.topic)
         n = nbytes = errors = 0
