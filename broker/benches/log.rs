@@ -1,6 +1,6 @@
 //! Storage-engine throughput: append (1 KiB records in 16 KiB batches) with one
 //! fsync at the end, with an fsync per batch, and with group commit under
-//! concurrent waiters; and sequential reads. `broker/benches/storage_report.py`
+//! concurrent waiters (one or five batches in flight each); and sequential reads. `broker/benches/storage_report.py`
 //! runs this next to `dd` and writes the figures to BENCHMARKS.md.
 //! `SKIFF_BENCH_PREALLOCATE=0` benchmarks segments without preallocation.
 
@@ -57,9 +57,11 @@ fn append(total: usize, fsync_every: usize) -> Duration {
     start.elapsed()
 }
 
-/// `producers` tasks append and each waits until its batch is durable, as
-/// acks=all requests do; the group-commit task decides when to fsync.
-fn group_commit(total: usize, producers: usize) -> Duration {
+/// `producers` tasks append and wait until their batches are durable, as
+/// acks=all requests do, each with up to `in_flight` batches awaiting
+/// durability (a Kafka producer keeps up to 5 requests in flight per
+/// connection); the group-commit task decides when to fsync.
+fn group_commit(total: usize, producers: usize, in_flight: usize) -> Duration {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -77,7 +79,13 @@ fn group_commit(total: usize, producers: usize) -> Duration {
                 let (log, gc, template) = (log.clone(), gc.clone(), template.clone());
                 tokio::spawn(async move {
                     let mut buf = template.clone();
+                    let mut waiting = std::collections::VecDeque::with_capacity(in_flight);
                     for _ in 0..per_producer {
+                        if waiting.len() == in_flight
+                            && let Some(end) = waiting.pop_front()
+                        {
+                            gc.wait_durable(end).await.expect("durable");
+                        }
                         buf.copy_from_slice(&template);
                         let end = log
                             .lock()
@@ -86,6 +94,10 @@ fn group_commit(total: usize, producers: usize) -> Duration {
                             .expect("append")
                             .last_offset
                             + 1;
+                        gc.request(end);
+                        waiting.push_back(end);
+                    }
+                    if let Some(end) = waiting.pop_back() {
                         gc.wait_durable(end).await.expect("durable");
                     }
                 })
@@ -111,7 +123,10 @@ fn storage(c: &mut Criterion) {
     const GROUP: usize = 64 << 20;
     g.throughput(Throughput::Bytes(GROUP as u64));
     g.bench_function("group_commit_16_producers", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| group_commit(GROUP, 16)).sum())
+        b.iter_custom(|iters| (0..iters).map(|_| group_commit(GROUP, 16, 1)).sum())
+    });
+    g.bench_function("group_commit_16_producers_5_in_flight", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| group_commit(GROUP, 16, 5)).sum())
     });
     const SMALL: usize = 16 << 20;
     g.throughput(Throughput::Bytes(SMALL as u64));
@@ -122,18 +137,24 @@ fn storage(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("read");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
-    let dir = bench_dir();
-    let mut log = fresh_log(dir.path());
-    let template = batch(RECORDS_PER_BATCH, RECORD, 0);
-    let mut buf = template.clone();
-    while log.size_bytes() < BIG as u64 {
-        buf.copy_from_slice(&template);
-        log.append_as_leader(&mut buf, 0, 0).expect("append");
-    }
-    log.flush().expect("flush");
-    g.throughput(Throughput::Bytes(log.size_bytes()));
+    g.throughput(Throughput::Bytes(BIG as u64));
+    // Written on first use only, so that running another case alone
+    // (`-- --exact append/...`) does not write it.
+    let mut written: Option<(tempfile::TempDir, Log)> = None;
     let mut out = Vec::with_capacity(1 << 20);
     g.bench_function("sequential_1MiB_fetches", |b| {
+        let (_, log) = written.get_or_insert_with(|| {
+            let dir = bench_dir();
+            let mut log = fresh_log(dir.path());
+            let template = batch(RECORDS_PER_BATCH, RECORD, 0);
+            let mut buf = template.clone();
+            while log.size_bytes() < BIG as u64 {
+                buf.copy_from_slice(&template);
+                log.append_as_leader(&mut buf, 0, 0).expect("append");
+            }
+            log.flush().expect("flush");
+            (dir, log)
+        });
         b.iter(|| {
             let mut offset = 0;
             while let Some(slice) = log.read(offset, 1 << 20, i64::MAX, true).expect("read") {

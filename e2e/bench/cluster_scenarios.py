@@ -42,7 +42,7 @@ class ClusterSizes:
 
 
 QUICK = ClusterSizes(3, 100_000, 8, 8, 500, 3, 1000, 50_000)
-FULL = ClusterSizes(3, 300_000, 30, 30, 1000, 10, 1000, 200_000)
+FULL = ClusterSizes(3, 150_000, 12, 12, 800, 4, 1000, 100_000)
 OUTAGE_S = 60  # longest wait for a partition to take acks=all writes again
 
 

@@ -45,8 +45,10 @@ class Sizes:
 
 QUICK = Sizes({100: 1_000_000, 1024: 200_000}, {100: 1_000_000, 1024: 300_000}, 50_000,
               200_000, 10, 2_000, 1000, 10)
-FULL = Sizes({100: 10_000_000, 1024: 1_000_000}, {100: 5_000_000, 1024: 2_000_000}, 200_000,
-             300_000, 30, 10_000, 1000, 30)
+# Full: three runs of loads a few times the quick ones (about 40 min on 2 cores); the
+# spread over the runs, not the length of one, is what shows how noisy a figure is.
+FULL = Sizes({100: 2_000_000, 1024: 400_000}, {100: 2_000_000, 1024: 600_000}, 100_000,
+             200_000, 15, 3_000, 1000, 15)
 
 
 @dataclass
