@@ -1,7 +1,8 @@
 //! The active controller's runtime: it serves controller requests while this
 //! broker leads the metadata quorum, keeps broker sessions (heartbeats) and
 //! fences a broker whose session runs out or whose heartbeat connection
-//! resets, and runs preferred-leader elections.
+//! resets (or, for the previous controller, whose listener refuses
+//! connections), and runs preferred-leader elections.
 //!
 //! Owns: sessions, clocks and the order of commits. Must not: decide what the
 //! records say — `request::plan` and `broker_lifecycle` do.
@@ -59,6 +60,8 @@ struct Sessions {
     leading: bool,
     /// The active controller seen last while not leading.
     previous_leader: Option<i32>,
+    /// When this term's leadership began (sessions were reset then).
+    active_since: Option<Instant>,
     last_heartbeat: HashMap<i32, Instant>,
     /// The connection each broker last heartbeated on.
     conn_of: HashMap<i32, ConnId>,
@@ -193,6 +196,36 @@ impl Controller {
         }
     }
 
+    /// Leadership moved to this node, most likely because `previous` crashed:
+    /// if its controller listener refuses a connection, no process is behind
+    /// it any more (a live or restarting broker listens or does not answer at
+    /// all), so it is fenced at once instead of after its grace. A refused
+    /// connection is the same evidence a reset heartbeat connection is.
+    async fn probe_previous(self: Arc<Self>, previous: i32, address: String, since: Instant) {
+        let connect = tokio::net::TcpStream::connect(address.as_str());
+        let refused =
+            match tokio::time::timeout(self.timing.previous_controller_grace, connect).await {
+                Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+                Ok(Ok(_)) | Err(_) => false,
+            };
+        let heard = {
+            let s = self.sessions();
+            s.active_since != Some(since)
+                || s.last_heartbeat.get(&previous).is_some_and(|t| *t >= since)
+        };
+        if refused && !heard && self.is_active() {
+            info!(
+                broker = previous,
+                %address,
+                "controller: the previous controller's listener refuses connections; fencing"
+            );
+            self.commit_records("fencing", |image| {
+                broker_lifecycle::fence(image, previous, true)
+            })
+            .await;
+        }
+    }
+
     /// Checks sessions and leadership balance until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut last_preferred = Instant::now();
@@ -226,7 +259,11 @@ impl Controller {
                         if let Some(t) = now.checked_sub(shortened) {
                             s.last_heartbeat.insert(previous, t);
                         }
+                        if let Some(address) = self.log.address_of(previous) {
+                            tokio::spawn(self.clone().probe_previous(previous, address, now));
+                        }
                     }
+                    s.active_since = Some(now);
                     last_preferred = now;
                 }
                 let timeout = self.timing.session_timeout;
