@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make lint` for the Helm chart: helm lint (strict) and helm template with the
 # default values, with every optional feature on, and watching one namespace;
-# then the rendered RBAC against what operator/src calls (check-rbac.py), and
+# then the rendered RBAC against what operator/src calls (check-rbac.py), the
+# metrics the alerts and dashboard query against what the code exports
+# (check-metrics.py), and
 # the chart's appVersion against the workspace version (the operator's default
 # broker image tag), and the Dockerfiles' toolchain and image names. helm
 # comes from e2e/controlplane/build.sh: built once from the Go module proxy
@@ -34,6 +36,7 @@ for f in default all namespaced; do
   printf 'helm template (%s): %s\n' "$f" "$(grep '^kind:' "$out/$f.yaml" | sort | uniq -c | awk '{printf "%s%s×%s", sep, $3, $1; sep=", "}')"
 done
 python3 charts/check-rbac.py "$out/default.yaml"
+python3 charts/check-metrics.py "$out/all.yaml"
 
 # The templates must not silently drop the feature flags.
 for kind in ServiceMonitor PodMonitor PrometheusRule ConfigMap; do

@@ -24,6 +24,7 @@ use crate::metadata::broker_lifecycle::Registration;
 use crate::metadata::client::{ControllerClient, DEFAULT_DEADLINE};
 use crate::metadata::controller::{self, NewTopic};
 use crate::metadata::identity::{self, IdentityError};
+use crate::metadata::image::NO_LEADER;
 use crate::metadata::quorum::{Quorum, QuorumConfig, QuorumError};
 use crate::metadata::request::{ControllerReply, ControllerRequest, Refusal};
 use crate::metrics::Metrics;
@@ -648,6 +649,44 @@ async fn metrics_loop(broker: Arc<Broker>, shutdown: CancellationToken) {
             .partitions
             .with_label_values(&["under_replicated"])
             .set(under as i64);
+        let under_min_isr = all.iter().filter(|p| p.is_under_min_isr()).count();
+        broker
+            .metrics
+            .partitions
+            .with_label_values(&["under_min_isr"])
+            .set(under_min_isr as i64);
+        let image = broker.image();
+        let me = broker.node_id;
+        let offline = image
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.leader == NO_LEADER && p.replicas.contains(&me))
+            .count();
+        broker
+            .metrics
+            .partitions
+            .with_label_values(&["offline"])
+            .set(offline as i64);
+        // Rebuilt each round: a partition no longer led here (or a group no
+        // longer coordinated here) must not keep reporting a stale value.
+        broker.metrics.high_watermark.reset();
+        for p in all.iter().filter(|p| p.is_leader()) {
+            let (_, hw, _) = p.offsets();
+            broker
+                .metrics
+                .high_watermark
+                .with_label_values(&[&*p.topic, &p.index.to_string()])
+                .set(hw);
+        }
+        broker.metrics.committed_offset.reset();
+        for (group, topic, partition, offset) in broker.groups.committed_offsets() {
+            broker
+                .metrics
+                .committed_offset
+                .with_label_values(&[&group, &topic, &partition.to_string()])
+                .set(offset);
+        }
         broker
             .metrics
             .log_bytes

@@ -44,6 +44,7 @@ fn free_port() -> u16 {
 struct Broker {
     child: Child,
     port: u16,
+    admin: u16,
     data: Option<tempfile::TempDir>,
 }
 
@@ -77,6 +78,7 @@ impl Broker {
         Self {
             child,
             port,
+            admin,
             data: Some(data),
         }
     }
@@ -166,6 +168,97 @@ fn acknowledged_writes_survive_kill_9_with_a_real_idempotent_producer() {
         .status()
         .expect("pytest");
     assert!(status.success(), "kill -9 test failed");
+}
+
+/// `GET /metrics` on the admin listener.
+fn scrape(admin: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", admin)).expect("admin listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).expect("response");
+    out
+}
+
+/// The value of the series whose line starts with `series` (labels in the
+/// order the broker writes them).
+fn sample(metrics: &str, series: &str) -> Option<i64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_show_partition_states_high_watermarks_and_committed_offsets() {
+    let python = clients_python();
+    let broker = Broker::start();
+    let bootstrap = format!("127.0.0.1:{}", broker.port);
+    // 100 messages, of which a group consumes and commits 40: lag 60.
+    let script = r#"
+import sys, time
+from confluent_kafka import Consumer, Producer
+p = Producer({"bootstrap.servers": sys.argv[1]})
+for i in range(100):
+    p.produce("lagging", str(i).encode())
+assert p.flush(30) == 0
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "slow", "auto.offset.reset": "earliest",
+              "enable.auto.commit": False, "max.poll.interval.ms": 60000})
+c.subscribe(["lagging"])
+n, deadline = 0, time.time() + 30
+while n < 40 and time.time() < deadline:
+    m = c.poll(0.5)
+    if m is not None and m.error() is None:
+        n += 1
+        c.commit(message=m, asynchronous=False)
+c.close()
+assert n == 40, n
+"#;
+    let status = Command::new(python)
+        .args(["-c", script, &bootstrap])
+        .stdin(Stdio::null())
+        .status()
+        .expect("python");
+    assert!(status.success(), "the client script failed");
+    // The broker refreshes these every 5 s.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let metrics = loop {
+        let m = scrape(broker.admin);
+        let hw = sample(
+            &m,
+            "skiff_partition_high_watermark{partition=\"0\",topic=\"lagging\"",
+        );
+        let committed = sample(
+            &m,
+            "skiff_consumer_group_committed_offset{group=\"slow\",partition=\"0\",topic=\"lagging\"",
+        );
+        if (hw, committed) == (Some(100), Some(40)) {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "high watermark {hw:?} and committed offset {committed:?} not (100, 40) within 20 s:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    for (state, want) in [
+        ("offline", 0),
+        ("under_min_isr", 0),
+        ("under_replicated", 0),
+    ] {
+        assert_eq!(
+            sample(&metrics, &format!("skiff_partitions{{state=\"{state}\"")),
+            Some(want),
+            "{state}"
+        );
+    }
+    assert!(sample(&metrics, "skiff_partitions{state=\"leader\"").is_some_and(|n| n >= 1));
 }
 
 fn tail(text: &str, lines: usize) -> String {

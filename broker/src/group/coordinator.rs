@@ -680,6 +680,19 @@ impl GroupCoordinator {
     /// Removes offsets past `offsets.retention.minutes` (and empty groups left with
     /// nothing) now; runs every `offsets.retention.check.interval.ms` once loaded.
     /// Returns how many offsets were removed.
+    /// Every committed offset of the groups this broker coordinates, as
+    /// (group, topic, partition, offset).
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        for (id, slot) in &inner.groups {
+            for (tp, value) in slot.group.offsets().iter() {
+                out.push((id.clone(), tp.topic.clone(), tp.partition, value.offset));
+            }
+        }
+        out
+    }
+
     pub fn expire_offsets(&self) -> usize {
         let mut inner = self.lock();
         let now = self.clock.now_ms();

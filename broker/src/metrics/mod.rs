@@ -22,8 +22,14 @@ pub struct Metrics {
     pub bytes_out: IntCounterVec,
     /// Open client connections.
     pub connections: IntGauge,
-    /// Partitions hosted, led and under-replicated.
+    /// Partitions hosted, led, under-replicated, under `min.insync.replicas`
+    /// (led here) and offline (hosted here, no leader in the metadata).
     pub partitions: IntGaugeVec,
+    /// High watermark of each partition led here, by topic and partition.
+    pub high_watermark: IntGaugeVec,
+    /// Committed offset of each group coordinated here, by group, topic and
+    /// partition; consumer lag = `high_watermark` - this.
+    pub committed_offset: IntGaugeVec,
     /// Bytes on disk across partition logs.
     pub log_bytes: IntGauge,
 }
@@ -70,9 +76,28 @@ impl Metrics {
         let partitions = IntGaugeVec::new(
             Opts::new(
                 "partitions",
-                "Partitions by state (hosted, leader, under_replicated, offline)",
+                "Partitions by state: hosted, leader, under_replicated (led here, ISR smaller \
+                 than the replicas), under_min_isr (led here, ISR smaller than \
+                 min.insync.replicas), offline (hosted here, no leader)",
             ),
             &["state"],
+        )
+        .expect("valid metric");
+        let high_watermark = IntGaugeVec::new(
+            Opts::new(
+                "partition_high_watermark",
+                "High watermark of each partition this broker leads",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        let committed_offset = IntGaugeVec::new(
+            Opts::new(
+                "consumer_group_committed_offset",
+                "Committed offset of each consumer group this broker coordinates; \
+                 lag = skiff_partition_high_watermark - this",
+            ),
+            &["group", "topic", "partition"],
         )
         .expect("valid metric");
         let log_bytes = IntGauge::new("log_size_bytes", "Bytes of record batches on disk")
@@ -84,6 +109,8 @@ impl Metrics {
             Box::new(bytes_out.clone()),
             Box::new(connections.clone()),
             Box::new(partitions.clone()),
+            Box::new(high_watermark.clone()),
+            Box::new(committed_offset.clone()),
             Box::new(log_bytes.clone()),
         ] {
             let _ = registry.register(c);
@@ -96,6 +123,8 @@ impl Metrics {
             bytes_out,
             connections,
             partitions,
+            high_watermark,
+            committed_offset,
             log_bytes,
         }
     }
