@@ -267,9 +267,12 @@ async fn read_partitions(addr: &str) -> Result<PartitionMap, crate::admin::kafka
             rack: b.rack.as_ref().map(|r| r.to_string()),
         })
         .collect();
+    let partitions = admin.all_partitions().await?;
+    let removing = admin.reassignments_in_progress().await?;
+    let reassigning = removing.len();
     Ok((
-        admin.all_partitions().await?,
-        admin.reassignments_in_progress().await?,
+        crate::plan::scale_down::targets(partitions, &removing),
+        reassigning,
         brokers,
     ))
 }
