@@ -155,6 +155,10 @@ async fn invalid_specs_are_rejected_or_surfaced_and_the_operator_carries_on() {
     let sample = |kind: &str| format!("skiff_operator_reconciles_total{{kind=\"{kind}\"}}");
     let before_topic = operator_metric(&metrics, &sample("Topic")).await;
     let before_cluster = operator_metric(&metrics, &sample("Cluster")).await;
+    assert!(
+        before_topic > 0.0 && before_cluster > 0.0,
+        "the reconcile counters are read ({before_topic}, {before_cluster})"
+    );
     tokio::time::sleep(QUIET).await;
     let topic_passes = operator_metric(&metrics, &sample("Topic")).await - before_topic;
     let cluster_passes = operator_metric(&metrics, &sample("Cluster")).await - before_cluster;
