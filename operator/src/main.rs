@@ -80,7 +80,9 @@ async fn run(args: Args) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .map_err(|e| format!("metrics listener {}: {e}", args.metrics_addr))?;
-    tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
+    // The bound address, so a port chosen by the system (`:0`) can be found.
+    let bound = listener.local_addr().map_or(args.metrics_addr, |a| a);
+    tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
     tokio::spawn(metrics::serve(listener, metrics.clone()));
     let lease = args.leader_election.then(|| {
         let identity = args.identity.clone().unwrap_or_else(|| {

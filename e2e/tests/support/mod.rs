@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
+pub mod cluster_ops;
 pub mod traffic;
 
 use k8s_openapi::api::core::v1::Pod;

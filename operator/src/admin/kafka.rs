@@ -371,11 +371,14 @@ impl KafkaAdmin {
         Ok(out)
     }
 
-    /// Partitions being reassigned in the whole cluster (0 when the broker
-    /// has no ListPartitionReassignments).
-    pub async fn reassignments_in_progress(&mut self) -> Result<usize, KafkaError> {
+    /// Partitions being reassigned in the whole cluster, each with the
+    /// replicas it is removing (none when the broker has no
+    /// ListPartitionReassignments: it cannot be reassigning then).
+    pub async fn reassignments_in_progress(
+        &mut self,
+    ) -> Result<crate::plan::scale_down::Removing, KafkaError> {
         if !self.supports::<ListPartitionReassignmentsRequest>() {
-            return Ok(0);
+            return Ok(BTreeMap::new());
         }
         let request = ListPartitionReassignmentsRequest::default()
             .with_timeout_ms(OPERATION_TIMEOUT_MS)
@@ -389,7 +392,18 @@ impl KafkaAdmin {
                 response.error_message.as_ref(),
             ));
         }
-        Ok(response.topics.iter().map(|t| t.partitions.len()).sum())
+        Ok(response
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    (
+                        (t.name.0.to_string(), p.partition_index),
+                        p.removing_replicas.iter().map(|b| b.0).collect(),
+                    )
+                })
+            })
+            .collect())
     }
 
     /// Creates a topic; one that already exists counts as created (adopted).

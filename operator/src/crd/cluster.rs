@@ -183,7 +183,9 @@ fn default_admin_port() -> i32 {
 pub enum RebalanceMode {
     /// Whenever imbalance passes the threshold.
     Auto,
-    /// Only when the Cluster is annotated `skiff.dev/rebalance`.
+    /// Only when the Cluster is annotated `skiff.dev/rebalance`. (Brokers
+    /// that hold no replica, after a scale-up or a failure recovery, are
+    /// filled in either mode.)
     #[default]
     Manual,
 }

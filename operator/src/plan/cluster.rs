@@ -295,9 +295,10 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
         }
     }
     let mut rebalancing = false;
+    let empty = empty_brokers(o);
     if let (Some(partitions), true, None, 0) = (
         &o.partitions,
-        o.rebalance_requested,
+        o.rebalance_requested || !empty.is_empty(),
         &scaling_down,
         o.reassigning,
     ) {
@@ -306,6 +307,14 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
             .iter()
             .any(|a| matches!(a.action, ClusterAction::Reassign(_)));
         let all_ready = o.pods.iter().all(|p| p.ready);
+        // Only brokers this Cluster runs may receive replicas: Metadata also
+        // lists brokers a scale-down removed (fenced, never unregistered).
+        let brokers: Vec<rebalance::Broker> = o
+            .brokers
+            .iter()
+            .filter(|b| o.pods.iter().any(|p| p.id == b.id && p.exists))
+            .cloned()
+            .collect();
         if !recovering && all_ready {
             let placements: Vec<Placement> = partitions
                 .iter()
@@ -317,12 +326,21 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
                 })
                 .collect();
             if let Some(Planned { action, reason }) = rebalance::plan(&RebalanceInput {
-                brokers: &o.brokers,
+                brokers: &brokers,
                 partitions: &placements,
                 threshold_percent: o.imbalance_threshold_percent,
                 max_moves: o.max_moves_in_flight,
             }) {
                 rebalancing = true;
+                let reason = if o.rebalance_requested {
+                    reason
+                } else {
+                    let ids: Vec<String> = empty.iter().map(i32::to_string).collect();
+                    format!(
+                        "broker(s) {} hold no replicas (added by a scale-up or back after failure recovery); {reason}",
+                        ids.join(", ")
+                    )
+                };
                 out.actions
                     .push(Planned::new(ClusterAction::Reassign(action), reason));
             }
@@ -346,8 +364,17 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
         return out;
     }
     if rebalancing || o.reassigning > 0 {
+        // Moves started by this pass are not in `reassigning` yet.
+        let starting: usize = out
+            .actions
+            .iter()
+            .map(|a| match &a.action {
+                ClusterAction::Reassign(moves) => moves.len(),
+                _ => 0,
+            })
+            .sum();
         out.operation = operation::REBALANCING;
-        out.progress = Some(format!("{} partitions moving", o.reassigning));
+        out.progress = Some(format!("{} partitions moving", o.reassigning + starting));
     }
     if !expand.is_empty() {
         out.operation = operation::EXPANDING_STORAGE;
@@ -403,6 +430,19 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
         }
     }
     out
+}
+
+/// Ready brokers that report holding no replica. A broker is empty after a
+/// scale-up added it or after failure recovery moved its replicas away; in
+/// either case it is filled by a rebalance whatever `rebalance.mode` says
+/// (the mode governs rebalancing brokers that already hold data).
+pub fn empty_brokers(o: &ClusterObservation) -> Vec<i32> {
+    o.pods
+        .iter()
+        .filter(|p| p.ready)
+        .filter(|p| o.broker_states.get(&p.id).and_then(|s| s.partitions) == Some(0))
+        .map(|p| p.id)
+        .collect()
 }
 
 /// The active controller as the brokers report it (the first that knows).
@@ -558,6 +598,7 @@ pub fn status(
 mod tests {
     use super::*;
     use k8s_openapi::jiff::Timestamp;
+    use std::collections::BTreeSet;
 
     fn pod(id: i32, rev: &str, ready: bool) -> BrokerPod {
         BrokerPod {
@@ -821,6 +862,60 @@ mod tests {
             "{p:?}"
         );
         assert_eq!(p.operation, operation::REBALANCING);
+    }
+
+    #[test]
+    fn empty_brokers_are_filled_in_manual_mode_and_removed_ones_never() {
+        // A scale-up from 3 to 5: brokers 3 and 4 report no replicas.
+        // Metadata still lists broker 5, removed by an earlier scale-down.
+        let mut o = observation((0..5).map(|i| pod(i, "r2", true)).collect());
+        o.max_moves_in_flight = 100;
+        o.imbalance_threshold_percent = 10;
+        o.brokers = (0..6)
+            .map(|id| rebalance::Broker { id, rack: None })
+            .collect();
+        o.partitions = Some(
+            (0..6)
+                .map(|i| Replicas {
+                    topic: "t".into(),
+                    partition: i,
+                    replicas: vec![i % 3, (i + 1) % 3, (i + 2) % 3],
+                })
+                .collect(),
+        );
+        for (id, s) in &mut o.broker_states {
+            s.partitions = Some(if *id < 3 { 6 } else { 0 });
+        }
+        assert_eq!(empty_brokers(&o), [3, 4]);
+        assert!(!o.rebalance_requested);
+        let p = plan(&o);
+        let ClusterAction::Reassign(moves) = &p.actions[1].action else {
+            panic!("{p:?}")
+        };
+        let targets: BTreeSet<i32> = moves.values().flatten().copied().collect();
+        assert!(targets.contains(&3) && targets.contains(&4), "{moves:?}");
+        assert!(
+            !targets.contains(&5),
+            "a removed broker receives nothing: {moves:?}"
+        );
+        assert!(
+            p.actions[1]
+                .reason
+                .starts_with("broker(s) 3, 4 hold no replicas"),
+            "{}",
+            p.actions[1].reason
+        );
+        assert_eq!(p.operation, operation::REBALANCING);
+        assert_eq!(
+            p.progress,
+            Some(format!("{} partitions moving", moves.len()))
+        );
+        // Once they hold replicas, manual mode leaves the cluster alone.
+        for s in o.broker_states.values_mut() {
+            s.partitions = Some(4);
+        }
+        assert!(empty_brokers(&o).is_empty());
+        assert_eq!(plan(&o).actions.len(), 1);
     }
 
     #[test]

@@ -28,6 +28,26 @@ pub struct Replicas {
     pub replicas: Vec<i32>,
 }
 
+/// Partitions being reassigned: (topic, partition) → replicas being removed.
+pub type Removing = BTreeMap<(String, i32), Vec<i32>>;
+
+/// Every partition as its reassignment will leave it. While a partition
+/// moves, Metadata lists the union of its old and new replicas (e.g. five
+/// for a replication factor of three); planning on that union would count
+/// a transient replica set as the replication factor and re-plan a move
+/// already under way.
+pub fn targets(partitions: Vec<Replicas>, removing: &Removing) -> Vec<Replicas> {
+    partitions
+        .into_iter()
+        .map(|mut p| {
+            if let Some(gone) = removing.get(&(p.topic.clone(), p.partition)) {
+                p.replicas.retain(|b| !gone.contains(b));
+            }
+            p
+        })
+        .collect()
+}
+
 /// Everything the scale-down decision depends on.
 #[derive(Debug, Clone, Copy)]
 pub struct ScaleDownInput<'a> {
@@ -183,6 +203,24 @@ mod tests {
             reassigning,
             max_moves_in_flight: 2,
         })
+    }
+
+    #[test]
+    fn partitions_in_flight_count_with_their_target_replicas() {
+        // A move 3,4,0 → 0,1,2 in flight: Metadata lists all five.
+        let p = parts(&[("a", 0, &[3, 4, 0, 1, 2]), ("a", 1, &[0, 1, 2])]);
+        let removing = Removing::from([(("a".to_owned(), 0), vec![3, 4])]);
+        let t = targets(p, &removing);
+        assert_eq!(t, parts(&[("a", 0, &[0, 1, 2]), ("a", 1, &[0, 1, 2])]));
+        // Neither refused for a replication factor of 5 nor moved again:
+        // the scale-down waits for the move, then shrinks.
+        let plan = run(5, 3, &t, 1);
+        assert_eq!(plan.refusal, None);
+        assert!(plan.actions.is_empty(), "{plan:?}");
+        assert_eq!(
+            run(5, 3, &t, 0).actions[0].action,
+            ScaleDownAction::Shrink(3)
+        );
     }
 
     #[test]

@@ -229,8 +229,10 @@ async fn observe(
     observed.input.rebalance_requested = rebalance_requested;
     observed.input.imbalance_threshold_percent =
         u32::try_from(c.spec.rebalance.imbalance_threshold_percent).unwrap_or(10);
-    if replicas > c.spec.brokers || anyone_gone || rebalance_requested {
-        // A scale-down is pending: the planner needs every partition's replicas.
+    let anyone_empty = !planner::empty_brokers(&observed.input).is_empty();
+    if replicas > c.spec.brokers || anyone_gone || rebalance_requested || anyone_empty {
+        // A scale-down, a replacement or a rebalance may be due: the planner
+        // needs every partition's replicas.
         if let Some(addr) = kafka_addr(c, &observed) {
             match read_partitions(&addr).await {
                 Ok((partitions, reassigning, brokers)) => {
@@ -265,9 +267,12 @@ async fn read_partitions(addr: &str) -> Result<PartitionMap, crate::admin::kafka
             rack: b.rack.as_ref().map(|r| r.to_string()),
         })
         .collect();
+    let partitions = admin.all_partitions().await?;
+    let removing = admin.reassignments_in_progress().await?;
+    let reassigning = removing.len();
     Ok((
-        admin.all_partitions().await?,
-        admin.reassignments_in_progress().await?,
+        crate::plan::scale_down::targets(partitions, &removing),
+        reassigning,
         brokers,
     ))
 }
