@@ -120,6 +120,9 @@ pub async fn route(broker: &Arc<Broker>, method: &str, path: &str) -> Response {
             Ok(()) => Response::json(200, &broker.status()),
             Err(e) => Response::text(503, format!("{e}\n")),
         },
+        ("GET", "/healthz" | "/readyz") if let Some(why) = broker.quorum.failure() => {
+            Response::text(503, format!("metadata quorum down: {why}\n"))
+        }
         ("GET", "/healthz") => Response::text(200, "ok\n"),
         ("GET", "/readyz") if broker.is_ready() => Response::text(200, "ready\n"),
         ("GET", "/readyz") => Response::text(503, "not ready\n"),

@@ -263,6 +263,21 @@ impl Quorum {
         self.inner.leader.clone()
     }
 
+    /// Why this node's Raft core no longer runs (a fatal storage error, a
+    /// panic, a shutdown), or `None` while it does. A broker without it can
+    /// neither follow metadata nor heartbeat: it is not alive.
+    pub fn failure(&self) -> Option<String> {
+        let metrics = self.inner.raft.metrics();
+        if metrics.has_changed().is_err() {
+            return Some("the Raft core stopped".into());
+        }
+        let m = metrics.borrow();
+        m.running_state
+            .as_ref()
+            .err()
+            .map(|fatal| format!("the Raft core failed: {fatal}"))
+    }
+
     /// Whether this node is the leader.
     pub fn is_leader(&self) -> bool {
         let metrics = self.inner.raft.metrics();

@@ -157,7 +157,13 @@ async fn single_node_commits_and_restores_image_across_restarts_and_snapshots() 
         assert_eq!(image.next_producer_id, 1000);
         assert_eq!(*q.image(), *image);
         assert_eq!(*q.barrier().await.unwrap(), *image);
+        assert_eq!(q.failure(), None, "a running quorum reports no failure");
+        let after_stop = q.clone();
         q.shutdown().await;
+        assert!(
+            after_stop.failure().is_some(),
+            "a stopped Raft core is reported (the broker's /healthz fails on it)"
+        );
 
         // Restart: the committed entries are replayed from the log.
         let q = Quorum::start(cfg.clone(), controller()).await.unwrap();
