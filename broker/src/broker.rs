@@ -691,6 +691,10 @@ async fn metrics_loop(broker: Arc<Broker>, shutdown: CancellationToken) {
             .metrics
             .log_bytes
             .set(all.iter().map(|p| p.size_bytes() as i64).sum());
+        let (throttled_bytes, throttled_time) = broker.replicas.throttled_totals();
+        broker
+            .metrics
+            .set_throttled(throttled_bytes, throttled_time.as_secs_f64());
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(5)) => {}

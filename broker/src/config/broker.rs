@@ -171,6 +171,12 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         doc: "A follower that has not caught up for this long leaves the ISR",
     },
     ConfigDef {
+        name: "follower.replication.throttled.rate",
+        kind: Kind::Long { min: 1 },
+        default: Some("9223372036854775807"),
+        doc: "Bytes per second this broker fetches for replicas a reassignment is adding to it, until they are in sync; other replication is never throttled (default: unlimited)",
+    },
+    ConfigDef {
         name: "broker.session.timeout.ms",
         kind: Kind::Long { min: 1 },
         default: Some("1000"),
@@ -293,6 +299,8 @@ mod tests {
         assert!(!c.flag("auto.create.topics.enable"));
         assert_eq!(c.long("message.max.bytes"), 1_048_588);
         assert_eq!(c.ack_durability(), AckDurability::Fsync);
+        assert_eq!(c.long("follower.replication.throttled.rate"), i64::MAX);
+        assert!(BrokerConfig::from_pairs([("follower.replication.throttled.rate", "0")]).is_err());
         assert_eq!(
             BrokerConfig::from_pairs([("num.partitons", "3")]).unwrap_err(),
             ConfigError::UnknownKey("num.partitons".into())

@@ -4,8 +4,8 @@
 //! the request path beyond incrementing counters.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Counter, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The broker's metrics.
@@ -32,6 +32,10 @@ pub struct Metrics {
     pub committed_offset: IntGaugeVec,
     /// Bytes on disk across partition logs.
     pub log_bytes: IntGauge,
+    /// Bytes fetched for replicas being moved here, under the replication throttle.
+    pub throttled_bytes: IntCounter,
+    /// Seconds the replication throttle held moving replicas out of fetches.
+    pub throttled_seconds: Counter,
 }
 
 impl Metrics {
@@ -102,6 +106,17 @@ impl Metrics {
         .expect("valid metric");
         let log_bytes = IntGauge::new("log_size_bytes", "Bytes of record batches on disk")
             .expect("valid metric");
+        let throttled_bytes = IntCounter::new(
+            "replication_throttled_bytes_total",
+            "Bytes fetched for replicas a reassignment is adding to this broker, \
+             counted by follower.replication.throttled.rate (0 when unthrottled)",
+        )
+        .expect("valid metric");
+        let throttled_seconds = Counter::new(
+            "replication_throttled_seconds_total",
+            "Time the replication throttle held replicas being added out of fetches",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_seconds.clone()),
@@ -112,6 +127,8 @@ impl Metrics {
             Box::new(high_watermark.clone()),
             Box::new(committed_offset.clone()),
             Box::new(log_bytes.clone()),
+            Box::new(throttled_bytes.clone()),
+            Box::new(throttled_seconds.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -126,6 +143,18 @@ impl Metrics {
             high_watermark,
             committed_offset,
             log_bytes,
+            throttled_bytes,
+            throttled_seconds,
+        }
+    }
+
+    /// Brings the throttle counters up to the replica manager's running totals.
+    pub fn set_throttled(&self, bytes: u64, seconds: f64) {
+        self.throttled_bytes
+            .inc_by(bytes.saturating_sub(self.throttled_bytes.get()));
+        let more = seconds - self.throttled_seconds.get();
+        if more > 0.0 {
+            self.throttled_seconds.inc_by(more);
         }
     }
 

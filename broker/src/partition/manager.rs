@@ -24,7 +24,8 @@ use super::{Partition, ReplicaOptions, RoleChange};
 use crate::config::BrokerConfig;
 use crate::log::StdFs;
 use crate::metadata::MetadataImage;
-use crate::replication::fetcher::{self, FetcherConfig};
+use crate::replication::fetcher::{self, FetcherConfig, Followed};
+use crate::replication::throttle::{self, ReplicationThrottle};
 use crate::replication::{IsrChannel, NoController, monotonic_ms};
 
 const PARTITION_METADATA: &str = "partition.metadata";
@@ -53,15 +54,16 @@ pub struct SyncReport {
     pub changes: Vec<LeadershipChange>,
 }
 
-/// What a fetcher's partitions are: which ones, at which leader epochs.
-type FetchKey = Vec<(uuid::Uuid, i32, Option<i32>)>;
+/// What a fetcher's partitions are: which ones, at which leader epochs, throttled or not.
+type FetchKey = Vec<(uuid::Uuid, i32, Option<i32>, bool)>;
 
-fn fetch_key(partitions: &[Arc<Partition>]) -> FetchKey {
+fn fetch_key(partitions: &[Followed]) -> FetchKey {
     let mut key: FetchKey = partitions
         .iter()
-        .map(|p| {
+        .map(|f| {
+            let p = &f.partition;
             let epoch = p.follower_position().map(|pos| pos.leader_epoch);
-            (p.topic_id, p.index, epoch)
+            (p.topic_id, p.index, epoch, f.throttled)
         })
         .collect();
     key.sort_unstable();
@@ -72,7 +74,7 @@ fn fetch_key(partitions: &[Arc<Partition>]) -> FetchKey {
 struct FetcherHandle {
     key: FetchKey,
     addr: (String, i32),
-    partitions: tokio::sync::watch::Sender<Vec<Arc<Partition>>>,
+    partitions: tokio::sync::watch::Sender<Vec<Followed>>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -88,6 +90,8 @@ pub struct ReplicaManager {
     /// High watermarks read at start-up, for partitions opened later.
     checkpointed: Mutex<HighWatermarks>,
     fetchers: Mutex<HashMap<i32, FetcherHandle>>,
+    /// `follower.replication.throttled.rate`, shared by every fetcher.
+    throttle: Option<Arc<ReplicationThrottle>>,
     background: Mutex<Option<JoinHandle<()>>>,
     /// Serializes `sync` calls and holds the record count of the last image
     /// applied (images are applied in order).
@@ -121,15 +125,27 @@ impl ReplicaManager {
             node_id,
             data_dir: data_dir.to_owned(),
             checkpointed: Mutex::new(checkpoint::read(&StdFs, data_dir)),
-            config,
             options,
             partitions: RwLock::new(HashMap::new()),
             fetchers: Mutex::new(HashMap::new()),
+            throttle: ReplicationThrottle::from_rate(
+                config.long("follower.replication.throttled.rate"),
+                std::time::Instant::now(),
+            ),
             background: Mutex::new(None),
             sync_lock: Mutex::new(0),
             listeners: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
+            config,
         }
+    }
+
+    /// Bytes fetched for replicas being moved, and how long the replication
+    /// throttle held them back, since start-up (zero when unthrottled).
+    pub fn throttled_totals(&self) -> (u64, Duration) {
+        self.throttle
+            .as_ref()
+            .map_or((0, Duration::ZERO), |t| t.totals(std::time::Instant::now()))
     }
 
     /// The partition `topic`-`index`, if this broker hosts it.
@@ -324,15 +340,23 @@ impl ReplicaManager {
     }
 
     /// One fetcher per leader this broker follows partitions of; a fetcher
-    /// whose leader moved to another address is replaced.
+    /// whose leader moved to another address is replaced. Marks the
+    /// partitions the replication throttle applies to.
     fn retarget_fetchers(&self, image: &MetadataImage) {
-        let mut by_leader: HashMap<i32, Vec<Arc<Partition>>> = HashMap::new();
+        let mut by_leader: HashMap<i32, Vec<Followed>> = HashMap::new();
         for p in self.all() {
             if let Some(pos) = p.follower_position()
                 && pos.leader >= 0
                 && pos.leader != self.node_id
             {
-                by_leader.entry(pos.leader).or_default().push(p);
+                let throttled = self.throttle.is_some()
+                    && image
+                        .partition(&p.topic_id, p.index)
+                        .is_some_and(|pi| throttle::is_throttled(pi, self.node_id));
+                by_leader.entry(pos.leader).or_default().push(Followed {
+                    partition: p,
+                    throttled,
+                });
             }
         }
         let mut fetchers = self.fetchers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -374,6 +398,7 @@ impl ReplicaManager {
                 port: b.port,
                 durability: self.options.durability,
                 max_bytes: self.config.long("message.max.bytes").max(1 << 20) as i32,
+                throttle: self.throttle.clone(),
             };
             info!(leader, host = %b.host, port = b.port, "starting fetcher");
             let task = tokio::spawn(fetcher::run(config, rx, cancel.clone()));

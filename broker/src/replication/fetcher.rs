@@ -11,9 +11,16 @@
 //! one fsync covers many produce requests. Under `memory` the next fetch goes
 //! out at once and the leader ignores durability.
 //!
+//! Replicas being moved onto this broker are throttled
+//! (`follower.replication.throttled.rate`, see `throttle`): while the
+//! broker's bucket is empty they are left out of the fetch, and the fetch is
+//! parked on the leader no longer than until the bucket refills. The other
+//! partitions of the same fetch are never held back.
+//!
 //! Owns: the connection to one leader and the fetch loop. Must not: decide
-//! where to truncate (`divergence`) or which leader to follow (the manager
-//! re-targets fetchers from the metadata image).
+//! where to truncate (`divergence`), which leader to follow (the manager
+//! re-targets fetchers from the metadata image) or which partitions are
+//! throttled (the manager marks them, `throttle` decides).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,6 +45,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::DURABLE_OFFSET_TAG;
+use super::throttle::ReplicationThrottle;
 use crate::config::AckDurability;
 use crate::log::BatchHeader;
 use crate::partition::{FollowerPosition, Partition};
@@ -74,6 +82,25 @@ pub struct FetcherConfig {
     pub durability: AckDurability,
     /// Bytes per partition per fetch.
     pub max_bytes: i32,
+    /// The broker's replication throttle (`None`: unlimited).
+    pub throttle: Option<Arc<ReplicationThrottle>>,
+}
+
+/// A partition a fetcher fetches.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    pub partition: Arc<Partition>,
+    /// The replication throttle applies (a reassignment is adding this
+    /// replica and it is not in sync yet).
+    pub throttled: bool,
+}
+
+/// A partition in one fetch request.
+#[derive(Debug)]
+struct Wanted {
+    partition: Arc<Partition>,
+    position: FollowerPosition,
+    throttled: bool,
 }
 
 /// A fetch session with the leader ended.
@@ -100,7 +127,7 @@ enum SessionError {
 /// backoff) and fetches the partitions in `partitions` that still follow it.
 pub async fn run(
     config: FetcherConfig,
-    mut partitions: watch::Receiver<Vec<Arc<Partition>>>,
+    mut partitions: watch::Receiver<Vec<Followed>>,
     cancel: CancellationToken,
 ) {
     let mut backoff = MIN_BACKOFF;
@@ -161,7 +188,7 @@ struct Progress {
 async fn session(
     config: &FetcherConfig,
     stream: TcpStream,
-    partitions: &mut watch::Receiver<Vec<Arc<Partition>>>,
+    partitions: &mut watch::Receiver<Vec<Followed>>,
     answered: &mut bool,
 ) -> Result<(), SessionError> {
     let (reader, mut writer) = stream.into_split();
@@ -172,30 +199,52 @@ async fn session(
     loop {
         let now = Instant::now();
         paused.retain(|_, until| *until > now);
-        let mut wanted: Vec<(Arc<Partition>, FollowerPosition)> = partitions
+        // Asked once per fetch: the bucket is shared with the broker's other fetchers.
+        let hold = config
+            .throttle
+            .as_ref()
+            .and_then(|t| t.hold(now.into_std()));
+        let mut held = false;
+        let mut wanted: Vec<Wanted> = partitions
             .borrow_and_update()
             .iter()
-            .filter(|p| !paused.contains_key(&(p.topic_id, p.index)))
-            .filter_map(|p| {
-                p.follower_position()
+            .filter(|f| !paused.contains_key(&(f.partition.topic_id, f.partition.index)))
+            .filter(|f| {
+                let out = f.throttled && hold.is_some();
+                held |= out;
+                !out
+            })
+            .filter_map(|f| {
+                f.partition
+                    .follower_position()
                     .filter(|pos| pos.leader == config.leader)
-                    .map(|pos| (p.clone(), pos))
+                    .map(|position| Wanted {
+                        partition: f.partition.clone(),
+                        position,
+                        throttled: f.throttled,
+                    })
             })
             .collect();
+        // While throttled partitions sit out, wait no longer than until they may fetch.
+        let hold = hold.filter(|_| held);
         if wanted.is_empty() {
-            // Nothing to fetch now: wait for new partitions or a pause to end.
+            // Nothing to fetch now: wait for new partitions, a pause or the throttle to end.
+            let wait = hold.map_or(PARTITION_BACKOFF, |h| h.min(PARTITION_BACKOFF));
             tokio::select! {
                 r = partitions.changed() => if r.is_err() { return Ok(()) },
-                () = tokio::time::sleep(PARTITION_BACKOFF) => {}
+                () = tokio::time::sleep(wait) => {}
             }
             continue;
         }
+        let max_wait_ms = hold.map_or(MAX_WAIT_MS, |h| {
+            i32::try_from(h.as_millis()).map_or(MAX_WAIT_MS, |ms| ms.min(MAX_WAIT_MS))
+        });
         correlation_id = correlation_id.wrapping_add(1);
         // Only the first partition with data may exceed its byte limit (KIP-74):
         // rotate so that no partition with a large batch starves behind others.
         let turn = correlation_id.unsigned_abs() as usize % wanted.len();
         wanted.rotate_left(turn);
-        let frame = encode_request(config, &wanted, correlation_id, &client_id)?;
+        let frame = encode_request(config, &wanted, max_wait_ms, correlation_id, &client_id)?;
         writer.write_all(&frame).await?;
         let wait = Duration::from_millis(MAX_WAIT_MS as u64) + RESPONSE_GRACE;
         let answer = tokio::select! {
@@ -215,18 +264,26 @@ async fn session(
         }
         *answered = true;
         let mut progress = Progress::default();
+        let mut throttled_bytes = 0u64;
         for topic in response.responses {
             for pd in topic.partitions {
-                let Some((p, pos)) = wanted
-                    .iter()
-                    .find(|(p, _)| p.topic_id == topic.topic_id && p.index == pd.partition_index)
-                else {
+                let Some(w) = wanted.iter().find(|w| {
+                    w.partition.topic_id == topic.topic_id
+                        && w.partition.index == pd.partition_index
+                }) else {
                     continue;
                 };
+                let (p, pos) = (&w.partition, &w.position);
+                if w.throttled {
+                    throttled_bytes += pd.records.as_ref().map_or(0, |r| r.len() as u64);
+                }
                 if let Some(pause) = apply_partition(config, p, pos, pd, &mut progress) {
                     paused.insert((p.topic_id, p.index), Instant::now() + pause);
                 }
             }
+        }
+        if let Some(t) = &config.throttle {
+            t.charge(throttled_bytes, std::time::Instant::now());
         }
         if config.durability == AckDurability::Fsync && !progress.appended.is_empty() {
             // Report only fsynced offsets: the next fetch goes out once they are.
@@ -345,13 +402,19 @@ fn whole_batches(records: &Bytes, log_end: i64) -> &[u8] {
 
 fn encode_request(
     config: &FetcherConfig,
-    wanted: &[(Arc<Partition>, FollowerPosition)],
+    wanted: &[Wanted],
+    max_wait_ms: i32,
     correlation_id: i32,
     client_id: &StrBytes,
 ) -> Result<BytesMut, SessionError> {
     // In the order given (rotated by the caller), grouped by topic.
     let mut topics: IndexMap<Uuid, Vec<FetchPartition>> = IndexMap::new();
-    for (p, pos) in wanted {
+    for w in wanted {
+        let (p, pos) = (&w.partition, &w.position);
+        let max_bytes = match &config.throttle {
+            Some(t) if w.throttled => t.fetch_bytes(config.max_bytes),
+            _ => config.max_bytes,
+        };
         let mut durable = BytesMut::with_capacity(8);
         durable.extend_from_slice(&pos.durable_offset.min(pos.log_end_offset).to_be_bytes());
         let fp = FetchPartition::default()
@@ -360,13 +423,13 @@ fn encode_request(
             .with_fetch_offset(pos.log_end_offset)
             .with_last_fetched_epoch(pos.last_fetched_epoch)
             .with_log_start_offset(pos.log_start_offset)
-            .with_partition_max_bytes(config.max_bytes)
+            .with_partition_max_bytes(max_bytes)
             .with_unknown_tagged_field(DURABLE_OFFSET_TAG, durable.freeze());
         topics.entry(p.topic_id).or_default().push(fp);
     }
     let request = FetchRequest::default()
         .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(config.node_id)))
-        .with_max_wait_ms(MAX_WAIT_MS)
+        .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(1)
         .with_max_bytes(MAX_RESPONSE_BYTES)
         .with_session_id(0)

@@ -26,6 +26,7 @@ pub mod isr;
 pub mod leader;
 #[cfg(test)]
 mod tests;
+pub mod throttle;
 
 pub use isr::{AlterIsr, AlterIsrError, IsrChannel, NoController};
 pub use leader::{Command, Event, FollowerProgress, LeaderConfig, LeaderState};

@@ -734,3 +734,119 @@ async fn new_follower_restarts_at_the_leaders_log_start_and_joins_the_isr() {
     a.stop();
     b.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_replica_being_added_counts_against_the_replication_throttle() {
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let a = Node::start(1, dirs[0].path(), &[]).await;
+    let b = Node::start(
+        2,
+        dirs[1].path(),
+        &[("follower.replication.throttled.rate", "200000")],
+    )
+    .await;
+    let id = Uuid::new_v4();
+
+    // A reassignment adds B: throttled until it is in sync.
+    let mut moving = image(&[&a, &b], id, 1, &[1], 1, 1);
+    let p0 = moving
+        .topics
+        .get_mut(TOPIC)
+        .and_then(|t| t.partitions.get_mut(&0))
+        .expect("partition");
+    p0.adding = vec![2];
+    a.sync(&moving);
+    let pa = a.partition();
+    for i in 0..20 {
+        produce(&pa, testing::batch(10, 500, i), false);
+    }
+    b.sync(&moving);
+    let pb = b.partition();
+    eventually("B catches up under the throttle", || {
+        pb.log_end() == pa.log_end()
+    })
+    .await;
+    let (moved, _) = b.manager.throttled_totals();
+    let copied = log_bytes(&pb).len() as u64;
+    assert!(
+        moved >= copied,
+        "throttle counted {moved} of {copied} bytes"
+    );
+
+    // In sync and the move complete: no longer throttled.
+    let done = image(&[&a, &b], id, 1, &[1, 2], 1, 2);
+    a.sync(&done);
+    b.sync(&done);
+    for i in 20..30 {
+        produce(&pa, testing::batch(10, 500, i), false);
+    }
+    eventually("B follows at full speed", || pb.log_end() == pa.log_end()).await;
+    assert_eq!(b.manager.throttled_totals().0, moved);
+    // The leader, with no throttle configured, counts nothing.
+    assert_eq!(a.manager.throttled_totals().0, 0);
+    a.stop();
+    b.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_sync_partitions_keep_fetching_while_the_throttle_holds_a_move_back() {
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let a = Node::start(1, dirs[0].path(), &[]).await;
+    // 1000 bytes per second: after its first slice the move waits about a minute.
+    let b = Node::start(
+        2,
+        dirs[1].path(),
+        &[("follower.replication.throttled.rate", "1000")],
+    )
+    .await;
+    let (moving_id, steady_id) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut img = image(&[&a, &b], moving_id, 1, &[1], 1, 1);
+    let mut steady = img.topics[TOPIC].clone();
+    steady.name = "steady".into();
+    steady.id = steady_id;
+    if let Some(p) = steady.partitions.get_mut(&0) {
+        p.isr = vec![1, 2];
+    }
+    img.topics.insert("steady".into(), steady);
+    img.topic_names.insert(steady_id, "steady".into());
+    if let Some(p) = img
+        .topics
+        .get_mut(TOPIC)
+        .and_then(|t| t.partitions.get_mut(&0))
+    {
+        p.adding = vec![2];
+    }
+    a.sync(&img);
+    let moving = a.partition();
+    for i in 0..40 {
+        produce(&moving, testing::batch(10, 1000, i), false);
+    }
+    b.sync(&img);
+    let behind = b.partition();
+    eventually("the move to start", || behind.log_end() > 0).await;
+
+    // Held back by the throttle, the move stalls; acks=all on the in-sync
+    // partition, which waits on B, goes on.
+    let leader = a.manager.get("steady", 0).expect("steady partition");
+    for i in 0..20 {
+        let appended = produce(&leader, testing::batch(2, 100, i), true);
+        tokio::time::timeout(WAIT, leader.wait_acks_all(appended.last_offset + 1, 1))
+            .await
+            .expect("acks=all within the wait")
+            .expect("acknowledged");
+    }
+    assert!(
+        behind.log_end() < moving.log_end(),
+        "the move was not held back: {} of {}",
+        behind.log_end(),
+        moving.log_end()
+    );
+    a.stop();
+    b.stop();
+}

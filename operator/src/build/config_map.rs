@@ -6,10 +6,25 @@ use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::ClusterRef;
 use super::names::PROPERTIES_KEY;
+use crate::crd::ClusterSpec;
+use crate::crd::broker_config::THROTTLE_RATE_KEY;
+
+/// Every broker setting a Cluster makes: `spec.config`, and the replication
+/// throttle of `spec.rebalance` (the broker reads it only at start-up, so a
+/// change rolls the brokers like any other config change).
+pub fn broker_settings(spec: &ClusterSpec) -> BTreeMap<String, String> {
+    let mut settings = spec.config.clone();
+    if let Some(rate) = spec.rebalance.throttle_bytes_per_second {
+        settings.insert(THROTTLE_RATE_KEY.to_owned(), rate.to_string());
+    }
+    settings
+}
 
 /// `config` as a Java properties file: sorted keys, values escaped, so the
 /// same spec always gives the same bytes (and the same hash).
 pub fn properties(config: &BTreeMap<String, String>) -> String {
+    // The header stays as it was when only spec.config was written: a new
+    // header would change every Cluster's hash and roll its brokers.
     let mut out = String::from("# Written by skiff-operator from Cluster.spec.config\n");
     for (key, value) in config {
         out.push_str(&escape(key, true));
@@ -60,7 +75,7 @@ pub fn build(cluster: &ClusterRef<'_>) -> ConfigMap {
         metadata: cluster.metadata(&cluster.names.config_map),
         data: Some(BTreeMap::from([(
             PROPERTIES_KEY.to_owned(),
-            properties(&cluster.spec.config),
+            properties(&broker_settings(cluster.spec)),
         )])),
         ..ConfigMap::default()
     }
@@ -68,7 +83,7 @@ pub fn build(cluster: &ClusterRef<'_>) -> ConfigMap {
 
 /// The hash of the ConfigMap's properties, for the pod template.
 pub fn config_hash(cluster: &ClusterRef<'_>) -> String {
-    hash(&properties(&cluster.spec.config))
+    hash(&properties(&broker_settings(cluster.spec)))
 }
 
 #[cfg(test)]
@@ -101,6 +116,37 @@ mod tests {
         let (a, b) = (ClusterRef::new(&a).unwrap(), ClusterRef::new(&b).unwrap());
         assert_ne!(config_hash(&a), config_hash(&b));
         assert_eq!(config_hash(&a), config_hash(&a.clone()));
+    }
+
+    #[test]
+    fn the_rebalance_throttle_is_a_broker_setting_and_changes_the_hash() {
+        let unset = fixture::cluster(3, serde_json::json!({"config": {"log.retention.ms": "1"}}));
+        let set = |rate: i64| {
+            fixture::cluster(
+                3,
+                serde_json::json!({
+                    "config": {"log.retention.ms": "1"},
+                    "rebalance": {"throttleBytesPerSecond": rate},
+                }),
+            )
+        };
+        let (a, b) = (set(2_000_000), set(3_000_000));
+        let unset = ClusterRef::new(&unset).unwrap();
+        let (a, b) = (ClusterRef::new(&a).unwrap(), ClusterRef::new(&b).unwrap());
+        assert_eq!(
+            properties(&broker_settings(a.spec)),
+            "# Written by skiff-operator from Cluster.spec.config\n\
+             follower.replication.throttled.rate=2000000\n\
+             log.retention.ms=1\n"
+        );
+        // Unset writes nothing: a Cluster without a throttle keeps its hash.
+        assert_eq!(config_hash(&unset), hash(&properties(&unset.spec.config)));
+        assert_ne!(config_hash(&unset), config_hash(&a));
+        assert_ne!(config_hash(&a), config_hash(&b));
+        assert!(
+            build(&b).data.unwrap()[PROPERTIES_KEY]
+                .contains("\nfollower.replication.throttled.rate=3000000\n")
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub const BROKER_CONFIG_KEYS: &[&str] = &[
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
     "replica.lag.time.max.ms",
+    "follower.replication.throttled.rate",
     "broker.session.timeout.ms",
     "broker.heartbeat.interval.ms",
     "leader.imbalance.check.interval.seconds",
@@ -61,8 +62,13 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "unclean.leader.election.enable",
 ];
 
-/// Broker keys the operator sets itself, per broker; users may not.
-pub const OPERATOR_OWNED_BROKER_KEYS: &[&str] = &["broker.rack"];
+/// The broker's replication throttle for moved replicas, which the operator
+/// sets from `spec.rebalance.throttleBytesPerSecond`.
+pub const THROTTLE_RATE_KEY: &str = "follower.replication.throttled.rate";
+
+/// Broker keys the operator sets itself (the rack per broker, the throttle
+/// from `spec.rebalance`); users may not set them in `spec.config`.
+pub const OPERATOR_OWNED_BROKER_KEYS: &[&str] = &["broker.rack", THROTTLE_RATE_KEY];
 
 /// Keys of `config` a user may set on a Cluster.
 pub fn cluster_config_keys() -> impl Iterator<Item = &'static str> + Clone {
@@ -168,11 +174,30 @@ mod tests {
     }
 
     #[test]
+    fn operator_owned_keys_are_broker_keys() {
+        for key in OPERATOR_OWNED_BROKER_KEYS {
+            assert!(BROKER_CONFIG_KEYS.contains(key), "{key}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_reported_sorted_and_operator_keys_are_not_allowed() {
-        let config = ["zz.bad", "log.retention.ms", "broker.rack", "aa.bad"].map(String::from);
+        let config = [
+            "zz.bad",
+            "log.retention.ms",
+            "broker.rack",
+            THROTTLE_RATE_KEY,
+            "aa.bad",
+        ]
+        .map(String::from);
         assert_eq!(
             unknown_keys(&config, cluster_config_keys()),
-            ["aa.bad", "broker.rack", "zz.bad"]
+            [
+                "aa.bad",
+                "broker.rack",
+                "follower.replication.throttled.rate",
+                "zz.bad"
+            ]
         );
         assert!(unknown_keys(&config[1..2], cluster_config_keys()).is_empty());
     }

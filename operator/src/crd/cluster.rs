@@ -198,6 +198,9 @@ pub struct RebalanceSpec {
     #[serde(default)]
     pub mode: RebalanceMode,
     /// Replication throttle while moving replicas, in bytes per second per broker; unthrottled when unset.
+    /// Written to the brokers' config as `follower.replication.throttled.rate`: it slows only
+    /// replicas a reassignment is adding, until they are in sync, never in-sync replication.
+    /// Brokers read it at start-up, so changing it rolls the brokers like any other config change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub throttle_bytes_per_second: Option<i64>,
