@@ -131,9 +131,13 @@ pub enum LocalClusterError {
     /// No broker binary.
     #[error(transparent)]
     Broker(#[from] BrokerBuildError),
-    /// Rendering, installing or waiting for the operator failed.
-    #[error("{0}\n(the cluster is left running for a look; `make down` stops it)")]
+    /// Finding helm, building the operator or rendering the chart failed.
+    #[error(transparent)]
     Chart(#[from] ChartError),
+    /// Installing the operator, or waiting for it or the examples, failed
+    /// once the cluster ran.
+    #[error("{0}\n(the cluster is left running for a look; `make down` stops it)")]
+    Running(ChartError),
     /// Applying an example failed.
     #[error("{}: {source}", manifest.display())]
     Manifest {
@@ -435,11 +439,16 @@ pub async fn up(config: &LocalClusterConfig) -> Result<Summary, LocalClusterErro
     };
 
     let client = controlplane::client_for(&kubeconfig).await?;
-    let installed = chart::install(&client, &rendered, &config.operator_namespace).await?;
+    let installed = chart::install(&client, &rendered, &config.operator_namespace)
+        .await
+        .map_err(LocalClusterError::Running)?;
     tracing::info!(objects = installed.len(), namespace = %config.operator_namespace, "installed the operator from the chart; waiting for its pods");
-    let operator_pods =
-        chart::wait_operator(&client, &config.operator_namespace, config.timeout).await?;
-    chart::wait_crds(&client, config.timeout).await?;
+    let operator_pods = chart::wait_operator(&client, &config.operator_namespace, config.timeout)
+        .await
+        .map_err(LocalClusterError::Running)?;
+    chart::wait_crds(&client, config.timeout)
+        .await
+        .map_err(LocalClusterError::Running)?;
 
     let manifest_err = |path: &Path| {
         let manifest = path.to_owned();
@@ -457,8 +466,9 @@ pub async fn up(config: &LocalClusterConfig) -> Result<Summary, LocalClusterErro
     let mut wanted = vec![("Cluster", cluster.as_str())];
     wanted.extend(topics.iter().map(|t| ("Topic", t.as_str())));
     tracing::info!(?wanted, "waiting until the operator makes them Ready");
-    let ready =
-        chart::wait_resources_ready(&client, &config.namespace, &wanted, config.timeout).await?;
+    let ready = chart::wait_resources_ready(&client, &config.namespace, &wanted, config.timeout)
+        .await
+        .map_err(LocalClusterError::Running)?;
     let brokers_ready = ready[0].data["status"]["brokersReady"]
         .as_str()
         .unwrap_or("?")
