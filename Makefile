@@ -71,10 +71,12 @@ bench-quick:
 
 .PHONY: up down
 
-## up: a local Kubernetes control plane (built from source once, cached) running 3 Skiff
-## brokers as a StatefulSet in namespace skiff, left running in the background; prints
-## the kubectl and kcat commands to use it. Leaves a real cluster (KUBECONFIG) alone.
-## Needs root for the brokers' DNS names (kept in /etc/hosts); see e2e/README.md
+## up: a local Kubernetes control plane (built from source once, cached) with the operator
+## installed from charts/skiff-operator (namespace skiff-system) and the example Cluster of 3
+## brokers and Topic (namespace skiff), left running in the background; prints the kubectl
+## and kcat commands to use it. Leaves a real cluster (KUBECONFIG) alone and prints the helm
+## command for it. Needs root (brokers' DNS names in /etc/hosts, the operator pods'
+## service-account mount); see e2e/README.md
 up:
 	$(CARGO) run --locked -q -p skiff-e2e -- local-cluster
 

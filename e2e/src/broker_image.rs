@@ -37,8 +37,10 @@ pub enum BrokerBuildError {
         path: PathBuf,
     },
     /// cargo could not be run, failed, or reported no binary.
-    #[error("building {PACKAGE} with `{command}`: {reason}")]
+    #[error("building {package} with `{command}`: {reason}")]
     Build {
+        /// The package.
+        package: String,
         /// The command line.
         command: String,
         /// What went wrong.
@@ -65,22 +67,36 @@ pub fn binary(profile: Profile) -> Result<PathBuf, BrokerBuildError> {
             Err(BrokerBuildError::Missing { path })
         };
     }
-    build(profile)
+    build_binary(PACKAGE, profile)
 }
 
-fn build(profile: Profile) -> Result<PathBuf, BrokerBuildError> {
+/// Builds the binary of the same name as `package` in `profile` and returns
+/// its path (cargo's progress goes to this process's stderr).
+pub fn build_binary(package: &str, profile: Profile) -> Result<PathBuf, BrokerBuildError> {
     // Cargo sets CARGO for the programs it runs (tests, `cargo run`).
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
     command
         .current_dir(workspace_root())
-        .args(["build", "--package", PACKAGE, "--bin", PACKAGE])
+        .args(["build", "--package", package, "--bin", package])
         .arg("--message-format=json-render-diagnostics");
     if profile == Profile::Release {
         command.arg("--release");
     }
+    // Cargo describes the crate it runs (a test, `cargo run`) in variables
+    // that build scripts track (ring: CARGO_MANIFEST_DIR); passed on, they
+    // would make this build and every top-level one rebuild each other's
+    // dependencies.
+    for (name, _) in std::env::vars_os() {
+        if let Some(name) = name.to_str()
+            && is_crate_variable(name)
+        {
+            command.env_remove(name);
+        }
+    }
     let shown = format!("{command:?}");
     let fail = |reason: String| BrokerBuildError::Build {
+        package: package.to_owned(),
         command: shown.clone(),
         reason,
     };
@@ -95,16 +111,32 @@ fn build(profile: Profile) -> Result<PathBuf, BrokerBuildError> {
             output.status
         )));
     }
-    executable_from_messages(&String::from_utf8_lossy(&output.stdout))
-        .ok_or_else(|| fail("cargo reported no skiff-broker executable".into()))
+    executable_from_messages(&String::from_utf8_lossy(&output.stdout), package)
+        .ok_or_else(|| fail(format!("cargo reported no {package} executable")))
 }
 
-/// The `executable` of the `skiff-broker` binary in cargo's JSON messages.
-fn executable_from_messages(stdout: &str) -> Option<PathBuf> {
+/// Whether cargo sets `name` for the crate it compiles or runs (rather than
+/// it being cargo configuration, such as `CARGO_TARGET_DIR`).
+fn is_crate_variable(name: &str) -> bool {
+    const EXACT: [&str; 8] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    EXACT.contains(&name) || name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_BIN_EXE_")
+}
+
+/// The `executable` of the binary `name` in cargo's JSON messages.
+fn executable_from_messages(stdout: &str, name: &str) -> Option<PathBuf> {
     stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == PACKAGE)
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
         .filter(|m| {
             m["target"]["kind"]
                 .as_array()
@@ -118,6 +150,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_the_crate_description_is_kept_from_nested_builds() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_BIN_EXE_skiff-e2e",
+            "OUT_DIR",
+        ] {
+            assert!(is_crate_variable(name), "{name}");
+        }
+        for name in [
+            "CARGO_TARGET_DIR",
+            "CARGO_HOME",
+            "CARGO",
+            "CARGO_PROFILE_DEV_DEBUG",
+        ] {
+            assert!(!is_crate_variable(name), "{name}");
+        }
+    }
+
+    #[test]
     fn finds_the_broker_executable_among_cargo_messages() {
         let messages = [
             r#"{"reason":"compiler-artifact","target":{"name":"skiff_broker","kind":["lib"]},"executable":null}"#,
@@ -127,11 +179,11 @@ mod tests {
         ]
         .join("\n");
         assert_eq!(
-            executable_from_messages(&messages),
+            executable_from_messages(&messages, PACKAGE),
             Some(PathBuf::from("/t/debug/skiff-broker"))
         );
         assert_eq!(
-            executable_from_messages(messages.lines().next().unwrap()),
+            executable_from_messages(messages.lines().next().unwrap(), PACKAGE),
             None
         );
     }

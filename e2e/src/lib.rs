@@ -3,6 +3,7 @@
 //! and a node agent that runs each scheduled pod as a local process.
 
 pub mod broker_image;
+pub mod chart;
 pub mod controlplane;
 pub mod local_cluster;
 pub mod manifest;

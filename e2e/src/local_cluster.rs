@@ -1,10 +1,11 @@
 //! A long-running local cluster for people (`make up`): the control plane
-//! and a node agent left running in the background, the example broker
-//! StatefulSet applied and Ready, and the commands to use it printed.
+//! and a node agent left running in the background, the operator installed
+//! from its Helm chart (`crate::chart`), the example Cluster (3 brokers) and
+//! Topic applied and Ready, and the commands to use them printed.
 //!
 //! A machine that already has a cluster (`KUBECONFIG` names a kubeconfig
 //! other than the harness's own) is left alone: nothing is built or started,
-//! and the user is told how Skiff is meant to reach a real cluster.
+//! and the user is told how to install Skiff there with the chart.
 
 use std::ffi::OsStr;
 use std::net::ToSocketAddrs;
@@ -12,10 +13,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 use crate::broker_image::{self, BrokerBuildError, Profile};
+use crate::chart::{self, ChartError, OPERATOR_IMAGE};
 use crate::controlplane::{self, Binaries, ControlPlane, ControlPlaneConfig, ControlPlaneError};
 use crate::manifest::{self, ManifestError};
 use crate::node::pod::pod_dir;
@@ -85,53 +88,37 @@ fn describe_kubeconfig(path: &Path) -> String {
     format!("context {context:?}, server {server}")
 }
 
-/// The operator's Helm chart in this checkout (`charts/*/Chart.yaml`), if
-/// one has been written.
-pub fn helm_chart() -> Option<PathBuf> {
-    let charts = crate::broker_image::workspace_root().join("charts");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(charts)
-        .ok()?
-        .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|dir| dir.join("Chart.yaml").is_file())
-        .collect();
-    found.sort();
-    found.into_iter().next()
-}
-
 /// What `make up` says, and does not do, when `KUBECONFIG` names another
-/// cluster; `chart` is the Helm chart, if written.
-pub fn foreign_cluster_message(paths: &[PathBuf], chart: Option<&Path>) -> String {
+/// cluster: how to install Skiff there with `chart` instead.
+pub fn foreign_cluster_message(paths: &[PathBuf], chart: &Path) -> String {
     let listed: Vec<String> = paths
         .iter()
         .map(|p| format!("  {} ({})", p.display(), describe_kubeconfig(p)))
         .collect();
-    let helm = match chart {
-        Some(chart) => format!(
-            "On a real cluster Skiff is installed with its Helm chart:\n\
-             \n\
-             \x20 helm install skiff {} --namespace skiff --create-namespace\n",
-            chart.display()
-        ),
-        None => {
-            "On a real cluster Skiff will be installed with its Helm chart, along the lines of\n\
-                 \n\
-                 \x20 helm install skiff charts/skiff --namespace skiff --create-namespace\n\
-                 \n\
-                 but that chart is not written yet (there is no charts/*/Chart.yaml), so there\n\
-                 is nothing to install on a real cluster today.\n"
-                .to_owned()
-        }
-    };
     format!(
         "KUBECONFIG names a cluster already:\n{}\n\
-         so `make up` leaves it alone: no broker was built, nothing was started or applied.\n\
+         so `make up` leaves it alone: nothing was built, started or applied.\n\
          \n\
          The local harness (a Kubernetes control plane on loopback whose pods run as\n\
-         processes on this machine) is for machines without a cluster.\n\
-         {helm}\
+         processes on this machine) is for machines without a cluster. On a real cluster,\n\
+         install the operator with its Helm chart (CRDs, least-privilege RBAC, 2 replicas\n\
+         with leader election), then a Cluster and a Topic:\n\
+         \n\
+         \x20 helm install {release} {} --namespace {ns} --create-namespace\n\
+         \x20 kubectl create namespace skiff\n\
+         \x20 kubectl apply -n skiff -f examples/cluster.yaml -f examples/topic.yaml\n\
+         \x20 kubectl -n skiff get skc,skt,pods\n\
+         \n\
+         The images ({OPERATOR_IMAGE}, {broker}) are built from operator/Dockerfile and\n\
+         broker/Dockerfile; push them where the cluster pulls from (chart value\n\
+         image.repository, the Cluster's spec.image).\n\
          \n\
          To run the local harness anyway:  env -u KUBECONFIG make up\n",
-        listed.join("\n")
+        listed.join("\n"),
+        chart.display(),
+        release = chart::RELEASE,
+        ns = chart::NAMESPACE,
+        broker = broker_image::IMAGE,
     )
 }
 
@@ -144,7 +131,14 @@ pub enum LocalClusterError {
     /// No broker binary.
     #[error(transparent)]
     Broker(#[from] BrokerBuildError),
-    /// Applying the manifest failed.
+    /// Finding helm, building the operator or rendering the chart failed.
+    #[error(transparent)]
+    Chart(#[from] ChartError),
+    /// Installing the operator, or waiting for it or the examples, failed
+    /// once the cluster ran.
+    #[error("{0}\n(the cluster is left running for a look; `make down` stops it)")]
+    Running(ChartError),
+    /// Applying an example failed.
     #[error("{}: {source}", manifest.display())]
     Manifest {
         /// The manifest file.
@@ -153,7 +147,7 @@ pub enum LocalClusterError {
         #[source]
         source: ManifestError,
     },
-    /// Reading the manifest failed.
+    /// Reading an example failed.
     #[error("reading {}: {source}", path.display())]
     Io {
         /// The file.
@@ -161,6 +155,12 @@ pub enum LocalClusterError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// The examples hold no Cluster.
+    #[error("{}: no Cluster among the examples", examples.join(", "))]
+    NoCluster {
+        /// The example files.
+        examples: Vec<String>,
     },
     /// The StatefulSets did not become Ready in time.
     #[error(
@@ -182,16 +182,27 @@ pub enum LocalClusterError {
 pub struct LocalClusterConfig {
     /// The harness state directory.
     pub state_dir: PathBuf,
-    /// The manifest to apply.
-    pub manifest: PathBuf,
-    /// The namespace to apply it into.
+    /// The manifests of Skiff resources to apply (a Cluster, Topics).
+    pub examples: Vec<PathBuf>,
+    /// The namespace to apply them into.
     pub namespace: String,
-    /// Bound on starting the control plane and on waiting for Ready pods.
+    /// The namespace the operator is installed into.
+    pub operator_namespace: String,
+    /// Bound on starting the control plane and on each wait after it.
     pub timeout: Duration,
-    /// The broker build profile.
+    /// The broker and operator build profile.
     pub profile: Profile,
     /// The `skiff-e2e` binary, run as the node agent.
     pub exe: PathBuf,
+}
+
+/// The examples `make up` applies.
+pub fn default_examples() -> Vec<PathBuf> {
+    let root = broker_image::workspace_root();
+    vec![
+        root.join("examples/cluster.yaml"),
+        root.join("examples/topic.yaml"),
+    ]
 }
 
 /// One broker pod as the user reaches it.
@@ -214,10 +225,20 @@ pub struct Summary {
     pub kubeconfig: PathBuf,
     /// The kubectl built with the control plane.
     pub kubectl: PathBuf,
-    /// The namespace the manifest went into.
+    /// The namespace of the Cluster and Topics.
     pub namespace: String,
-    /// What was applied, `kind/name`.
-    pub applied: Vec<String>,
+    /// The namespace of the operator.
+    pub operator_namespace: String,
+    /// The chart the operator was installed from.
+    pub chart: PathBuf,
+    /// The operator pods (name, log file).
+    pub operators: Vec<(String, PathBuf)>,
+    /// The operator pod holding the leader Lease.
+    pub leader: Option<String>,
+    /// The Cluster's name and its `brokersReady` ("3/3").
+    pub cluster: (String, String),
+    /// The Topics, Ready.
+    pub topics: Vec<String>,
     /// The broker pods, by name.
     pub brokers: Vec<BrokerAddress>,
     /// Whether the DNS names resolve on this machine.
@@ -239,33 +260,41 @@ impl Summary {
             };
             format!("{host}:{KAFKA_PORT}")
         };
+        let (cluster, ready) = &self.cluster;
         let mut text = format!(
-            "Skiff is up: {} in namespace {ns} ({}),\n\
-             on a local Kubernetes control plane whose pods run as processes on this machine{}.\n\n",
-            match self.brokers.len() {
-                1 => "1 broker".to_owned(),
-                n => format!("{n} brokers"),
-            },
-            self.applied.join(", "),
+            "Skiff is up on a local Kubernetes control plane whose pods run as processes on this machine{}:\n\
+             \x20 operator   {} (Deployment skiff-operator, {} replicas; leader {}) in namespace {},\n\
+             \x20            installed from {} with its CRDs and RBAC\n\
+             \x20 Cluster    {cluster}: {ready} brokers Ready, in namespace {ns}\n",
             if self.reused {
-                "\n(it was already running; the manifest was re-applied)"
+                "\n(it was already running; the chart and the examples were re-applied)"
             } else {
                 ""
             },
+            OPERATOR_IMAGE,
+            self.operators.len(),
+            self.leader.as_deref().unwrap_or("unknown"),
+            self.operator_namespace,
+            self.chart.display(),
         );
+        for topic in &self.topics {
+            text.push_str(&format!("  Topic      {topic}: Ready\n"));
+        }
         text.push_str(&format!(
-            "kubectl:\n  export KUBECONFIG={}\n  {} -n {ns} get pods,pvc,svc -o wide\n\n",
+            "\nkubectl:\n  export KUBECONFIG={}\n  {kubectl} -n {ns} get skc,skt,pods\n  {kubectl} -n {} get deploy,pods,lease\n\n",
             self.kubeconfig.display(),
-            self.kubectl.display()
+            self.operator_namespace,
+            kubectl = self.kubectl.display(),
         ));
-        if let Some(first) = self.brokers.first() {
+        if let (Some(first), Some(topic)) = (self.brokers.first(), self.topics.first()) {
             let first = address(first);
             text.push_str(&format!(
                 "Produce and consume with kcat:\n  \
-                 echo hello | kcat -P -b {first} -t demo\n  \
-                 kcat -C -b {first} -t demo -e\n\
-                 The three brokers are one cluster: topics are replicated to all three\n\
-                 (default.replication.factor=3, min.insync.replicas=2), any broker serves.\n"
+                 echo hello | kcat -P -b {first} -t {topic}\n  \
+                 kcat -C -b {first} -t {topic} -e\n\
+                 The brokers are one cluster: Topic {topic} is replicated to {} of them\n\
+                 (min.insync.replicas=2 as the Cluster sets it); any broker serves.\n",
+                self.brokers.len()
             ));
             if !self.kcat_installed {
                 text.push_str("(kcat is not installed here: `make kcat` installs it.)\n");
@@ -283,29 +312,87 @@ impl Summary {
                  brokers advertise their DNS names, so clients will fail after bootstrapping.\n",
             );
         }
-        text.push_str("\nBroker logs (there is no `kubectl logs`):\n");
+        text.push_str("\nLogs (there is no `kubectl logs`):\n");
+        for (pod, log) in &self.operators {
+            text.push_str(&format!("  {pod:<32} {}\n", log.display()));
+        }
         for broker in &self.brokers {
-            text.push_str(&format!("  {}\n", broker.log.display()));
+            text.push_str(&format!("  {:<32} {}\n", broker.pod, broker.log.display()));
         }
         text.push_str("\nStop everything: make down\n");
         text
     }
 }
 
-/// Builds the broker, starts the control plane and node agent detached
-/// (or reuses them if they already run), applies the manifest and waits
-/// until every StatefulSet in the namespace is Ready.
-pub async fn up(config: &LocalClusterConfig) -> Result<Summary, LocalClusterError> {
-    let manifest_text =
-        std::fs::read_to_string(&config.manifest).map_err(|source| LocalClusterError::Io {
-            path: config.manifest.clone(),
+/// The `--image-map=…` argument a running node agent was started with.
+fn running_image_map(pid: i32) -> Option<String> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    cmdline
+        .split(|b| *b == 0)
+        .find_map(|arg| arg.strip_prefix(b"--image-map="))
+        .map(|map| String::from_utf8_lossy(map).into_owned())
+}
+
+/// Reads and parses the examples; returns each file's text and the
+/// `(kind, name)` of every object in it.
+type Examples = Vec<(PathBuf, String, Vec<(String, String)>)>;
+
+fn read_examples(paths: &[PathBuf]) -> Result<Examples, LocalClusterError> {
+    let mut examples = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|source| LocalClusterError::Io {
+            path: path.clone(),
             source,
         })?;
-    // Before anything runs, so a broken manifest costs nothing.
-    manifest::parse(&manifest_text).map_err(|source| LocalClusterError::Manifest {
-        manifest: config.manifest.clone(),
-        source,
-    })?;
+        let objects = manifest::parse(&text).map_err(|source| LocalClusterError::Manifest {
+            manifest: path.clone(),
+            source,
+        })?;
+        let kinds = objects
+            .iter()
+            .map(|o| {
+                (
+                    o.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default(),
+                    o.metadata.name.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        examples.push((path.clone(), text, kinds));
+    }
+    Ok(examples)
+}
+
+/// Builds the broker and the operator, starts the control plane and node
+/// agent detached (or reuses them if they already run with the same image
+/// map), installs the operator from its Helm chart, applies the examples
+/// and waits until the operator's pods, the Cluster and the Topics are
+/// Ready.
+pub async fn up(config: &LocalClusterConfig) -> Result<Summary, LocalClusterError> {
+    // Before anything runs, so a broken example or chart costs nothing.
+    let examples = read_examples(&config.examples)?;
+    let named = |kind: &str| -> Vec<String> {
+        examples
+            .iter()
+            .flat_map(|(_, _, objects)| objects)
+            .filter(|(k, _)| k == kind)
+            .map(|(_, name)| name.clone())
+            .collect()
+    };
+    let cluster =
+        named("Cluster")
+            .into_iter()
+            .next()
+            .ok_or_else(|| LocalClusterError::NoCluster {
+                examples: config
+                    .examples
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            })?;
+    let topics = named("Topic");
+    let helm = chart::helm()?;
+    let rendered = chart::render(&helm, chart::RELEASE, &config.operator_namespace, &[])?;
+
     let mut binaries = Binaries::cached();
     if !binaries.present() {
         tracing::info!(
@@ -313,23 +400,33 @@ pub async fn up(config: &LocalClusterConfig) -> Result<Summary, LocalClusterErro
         );
         binaries = Binaries::build()?;
     }
-    tracing::info!("building skiff-broker");
+    tracing::info!("building skiff-broker and skiff-operator");
     let broker = broker_image::binary(config.profile)?;
-    let image_map = format!("{}={}", broker_image::IMAGE, broker.display());
+    let operator = chart::operator_binary(config.profile)?;
+    let image_map = format!(
+        "{}={},{}={}",
+        broker_image::IMAGE,
+        broker.display(),
+        OPERATOR_IMAGE,
+        operator.display()
+    );
 
     let running = controlplane::status(&config.state_dir).await?;
-    let reused = running.as_ref().is_some_and(|s| {
-        s.healthy()
-            && s.components
-                .iter()
-                .any(|c| c.name == controlplane::names::NODE_AGENT)
+    let agent = running.as_ref().and_then(|s| {
+        s.components
+            .iter()
+            .find(|c| c.name == controlplane::names::NODE_AGENT && c.running)
     });
+    // An agent started with another image map (an older `make up`, another
+    // build profile) would run other binaries: start afresh instead.
+    let reused = running.as_ref().is_some_and(|s| s.healthy())
+        && agent.is_some_and(|a| running_image_map(a.pid).as_deref() == Some(&image_map));
     let kubeconfig = if reused {
         tracing::info!(state_dir = %config.state_dir.display(), "reusing the running cluster");
         config.state_dir.join("kubeconfig")
     } else {
         if running.is_some() {
-            tracing::info!("clearing a stopped or incomplete cluster first");
+            tracing::info!("clearing a stopped, incomplete or differently built cluster first");
             controlplane::down(&config.state_dir, STOP_GRACE)?;
         }
         let mut cp_config = ControlPlaneConfig::new(&config.state_dir, binaries.clone());
@@ -342,21 +439,57 @@ pub async fn up(config: &LocalClusterConfig) -> Result<Summary, LocalClusterErro
     };
 
     let client = controlplane::client_for(&kubeconfig).await?;
-    let manifest_err = |source| LocalClusterError::Manifest {
-        manifest: config.manifest.clone(),
-        source,
+    let installed = chart::install(&client, &rendered, &config.operator_namespace)
+        .await
+        .map_err(LocalClusterError::Running)?;
+    tracing::info!(objects = installed.len(), namespace = %config.operator_namespace, "installed the operator from the chart; waiting for its pods");
+    let operator_pods = chart::wait_operator(&client, &config.operator_namespace, config.timeout)
+        .await
+        .map_err(LocalClusterError::Running)?;
+    chart::wait_crds(&client, config.timeout)
+        .await
+        .map_err(LocalClusterError::Running)?;
+
+    let manifest_err = |path: &Path| {
+        let manifest = path.to_owned();
+        move |source| LocalClusterError::Manifest { manifest, source }
     };
     manifest::ensure_namespace(&client, &config.namespace)
         .await
-        .map_err(manifest_err)?;
-    let applied = manifest::apply(&client, &manifest_text, &config.namespace)
+        .map_err(manifest_err(Path::new(&config.namespace)))?;
+    for (path, text, _) in &examples {
+        let applied = manifest::apply(&client, text, &config.namespace)
+            .await
+            .map_err(manifest_err(path))?;
+        tracing::info!(?applied, namespace = %config.namespace, "applied");
+    }
+    let mut wanted = vec![("Cluster", cluster.as_str())];
+    wanted.extend(topics.iter().map(|t| ("Topic", t.as_str())));
+    tracing::info!(?wanted, "waiting until the operator makes them Ready");
+    let ready = chart::wait_resources_ready(&client, &config.namespace, &wanted, config.timeout)
         .await
-        .map_err(manifest_err)?;
-    tracing::info!(?applied, namespace = %config.namespace, "applied; waiting for Ready pods");
+        .map_err(LocalClusterError::Running)?;
+    let brokers_ready = ready[0].data["status"]["brokersReady"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
     let pods = wait_ready(&client, &config.namespace, config.timeout).await?;
+    let leader = Api::<Lease>::namespaced(client.clone(), &config.operator_namespace)
+        .get_opt(chart::LEASE)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec?.holder_identity);
 
     let node_root = config.state_dir.join("node");
     let brokers: Vec<BrokerAddress> = pods.iter().map(|p| broker_address(p, &node_root)).collect();
+    let operators = operator_pods
+        .iter()
+        .map(|p| {
+            let address = broker_address(p, &node_root);
+            (address.pod, address.log)
+        })
+        .collect();
     let names_resolve = !brokers.is_empty()
         && brokers.iter().all(|b| {
             b.dns_name.as_ref().is_some_and(|name| {
@@ -369,7 +502,12 @@ pub async fn up(config: &LocalClusterConfig) -> Result<Summary, LocalClusterErro
         kubeconfig,
         kubectl: binaries.kubectl,
         namespace: config.namespace.clone(),
-        applied,
+        operator_namespace: config.operator_namespace.clone(),
+        chart: chart::chart_dir(),
+        operators,
+        leader,
+        cluster: (cluster, brokers_ready),
+        topics,
         brokers,
         names_resolve,
         reused,
@@ -419,7 +557,7 @@ fn pod_ready(pod: &Pod) -> bool {
 }
 
 /// One line per pod: name, phase, readiness, and why a container waits.
-fn describe_pods(pods: &[Pod]) -> String {
+pub fn describe_pods(pods: &[Pod]) -> String {
     if pods.is_empty() {
         return "  (no pods)".into();
     }
@@ -547,7 +685,7 @@ mod tests {
     }
 
     #[test]
-    fn foreign_cluster_message_names_the_cluster_and_the_missing_chart() {
+    fn foreign_cluster_message_names_the_cluster_and_the_chart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
         std::fs::write(
@@ -558,67 +696,96 @@ mod tests {
              users: [{name: u, user: {}}]\n",
         )
         .unwrap();
-        let text = foreign_cluster_message(std::slice::from_ref(&path), None);
+        let text = foreign_cluster_message(&[path], Path::new("charts/skiff-operator"));
         assert!(text.contains("https://k8s.example:6443"), "{text}");
         assert!(text.contains("\"prod\""), "{text}");
-        assert!(text.contains("helm install"), "{text}");
-        assert!(text.contains("not written yet"), "{text}");
-        assert!(text.contains("env -u KUBECONFIG make up"), "{text}");
-        let text = foreign_cluster_message(&[path], Some(Path::new("charts/skiff-operator")));
         assert!(
-            text.contains("helm install skiff charts/skiff-operator --namespace skiff"),
+            text.contains(
+                "helm install skiff-operator charts/skiff-operator --namespace skiff-system --create-namespace"
+            ),
             "{text}"
         );
-        assert!(!text.contains("not written yet"), "{text}");
+        assert!(text.contains("examples/cluster.yaml"), "{text}");
+        assert!(text.contains("env -u KUBECONFIG make up"), "{text}");
+    }
+
+    fn summary() -> Summary {
+        let broker = |n: u8| BrokerAddress {
+            pod: format!("demo-{n}"),
+            dns_name: Some(format!("demo-{n}.demo-brokers.skiff.svc.cluster.local")),
+            ip: format!("127.1.0.{n}"),
+            log: PathBuf::from(format!("/s/node/pods/skiff_demo-{n}_u/logs/broker.log")),
+        };
+        Summary {
+            kubeconfig: "/s/kubeconfig".into(),
+            kubectl: "/c/kubectl".into(),
+            namespace: "skiff".into(),
+            operator_namespace: "skiff-system".into(),
+            chart: "/w/charts/skiff-operator".into(),
+            operators: vec![
+                ("skiff-operator-a".into(), "/s/a.log".into()),
+                ("skiff-operator-b".into(), "/s/b.log".into()),
+            ],
+            leader: Some("skiff-operator-b".into()),
+            cluster: ("demo".into(), "3/3".into()),
+            topics: vec!["orders".into()],
+            brokers: vec![broker(0), broker(1), broker(2)],
+            names_resolve: true,
+            reused: false,
+            kcat_installed: true,
+        }
     }
 
     #[test]
     fn instructions_use_dns_names_when_they_resolve_and_addresses_otherwise() {
-        let broker = |n: u8| BrokerAddress {
-            pod: format!("skiff-broker-{n}"),
-            dns_name: Some(format!(
-                "skiff-broker-{n}.skiff-broker.skiff.svc.cluster.local"
-            )),
-            ip: format!("127.0.1.{n}"),
-            log: PathBuf::from(format!(
-                "/s/node/pods/skiff_skiff-broker-{n}_u/logs/broker.log"
-            )),
-        };
-        let mut summary = Summary {
-            kubeconfig: "/s/kubeconfig".into(),
-            kubectl: "/c/kubectl".into(),
-            namespace: "skiff".into(),
-            applied: vec![
-                "Service/skiff-broker".into(),
-                "StatefulSet/skiff-broker".into(),
-            ],
-            brokers: vec![broker(1), broker(2), broker(3)],
-            names_resolve: true,
-            reused: false,
-            kcat_installed: true,
-        };
+        let mut summary = summary();
         let text = summary.instructions();
         assert!(text.contains("export KUBECONFIG=/s/kubeconfig"), "{text}");
-        assert!(text.contains("/c/kubectl -n skiff get pods"), "{text}");
+        assert!(
+            text.contains("/c/kubectl -n skiff get skc,skt,pods"),
+            "{text}"
+        );
+        assert!(
+            text.contains("/c/kubectl -n skiff-system get deploy,pods,lease"),
+            "{text}"
+        );
+        assert!(text.contains("leader skiff-operator-b"), "{text}");
+        assert!(
+            text.contains("installed from /w/charts/skiff-operator"),
+            "{text}"
+        );
+        assert!(text.contains("demo: 3/3 brokers Ready"), "{text}");
         assert!(
             text.contains(
-                "echo hello | kcat -P -b skiff-broker-1.skiff-broker.skiff.svc.cluster.local:9092 -t demo"
+                "echo hello | kcat -P -b demo-0.demo-brokers.skiff.svc.cluster.local:9092 -t orders"
             ),
             "{text}"
         );
-        assert!(text.contains("3 brokers"), "{text}");
+        assert!(text.contains("/s/a.log"), "{text}");
         assert!(text.contains("make down"), "{text}");
-
         assert!(!text.contains("make kcat"), "{text}");
 
         summary.names_resolve = false;
         summary.kcat_installed = false;
         let text = summary.instructions();
         assert!(
-            text.contains("kcat -C -b 127.0.1.1:9092 -t demo -e"),
+            text.contains("kcat -C -b 127.1.0.0:9092 -t orders -e"),
             "{text}"
         );
         assert!(text.contains("do not resolve"), "{text}");
         assert!(text.contains("make kcat"), "{text}");
+    }
+
+    #[test]
+    fn the_examples_hold_a_cluster_and_a_topic() {
+        let examples = read_examples(&default_examples()).unwrap();
+        let objects: Vec<_> = examples.iter().flat_map(|(_, _, o)| o.clone()).collect();
+        assert_eq!(
+            objects,
+            [
+                ("Cluster".to_owned(), "demo".to_owned()),
+                ("Topic".to_owned(), "orders".to_owned())
+            ]
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! export KUBECONFIG=$(skiff-e2e up --detach)
 //! skiff-e2e status
 //! skiff-e2e down
-//! skiff-e2e local-cluster   # what `make up` runs: the example brokers, Ready
+//! skiff-e2e local-cluster   # what `make up` runs: the operator from its chart, a Cluster and a Topic, Ready
 //! ```
 //! Stdout carries only the kubeconfig path (for `up`) or the status table;
 //! logs go to stderr.
@@ -91,21 +91,29 @@ enum Command {
     },
     /// Show whether each component runs and whether the apiserver is ready.
     Status,
-    /// A local cluster for people (`make up`): build the broker, start the
-    /// control plane and a node agent in the background (or reuse running
-    /// ones), apply the example brokers, wait until they are Ready and print
-    /// how to use them. Refuses to run when KUBECONFIG names another cluster.
+    /// A local cluster for people (`make up`): build the broker and the
+    /// operator, start the control plane and a node agent in the background
+    /// (or reuse running ones), install the operator from its Helm chart,
+    /// apply the example Cluster and Topic, wait until they are Ready and
+    /// print how to use them. Refuses to run when KUBECONFIG names another
+    /// cluster.
     LocalCluster {
-        /// The manifest to apply.
-        #[arg(long, default_value_os_t = skiff_e2e::broker_image::workspace_root().join("examples/broker-statefulset.yaml"))]
-        manifest: PathBuf,
-        /// The namespace to apply it into.
+        /// The manifests of Skiff resources to apply (repeatable)
+        /// [default: examples/cluster.yaml and examples/topic.yaml].
+        #[arg(long = "example")]
+        examples: Vec<PathBuf>,
+        /// The namespace to apply them into.
         #[arg(long, default_value = "skiff")]
         namespace: String,
-        /// Seconds to wait for the control plane, and again for Ready pods.
+        /// The namespace to install the operator into.
+        #[arg(long, default_value = skiff_e2e::chart::NAMESPACE)]
+        operator_namespace: String,
+        /// Seconds to wait for the control plane, and again for each step
+        /// after it (operator pods, Ready resources).
         #[arg(long, default_value_t = 300)]
         timeout: u64,
-        /// Build the broker without optimizations (faster to build).
+        /// Build the broker and the operator without optimizations (faster
+        /// to build).
         #[arg(long)]
         debug: bool,
     },
@@ -147,15 +155,21 @@ async fn main() -> ExitCode {
         Command::Down { grace } => down(&state_dir, grace),
         Command::Status => status(&state_dir).await,
         Command::LocalCluster {
-            manifest,
+            examples,
             namespace,
+            operator_namespace,
             timeout,
             debug,
         } => {
             let config = LocalClusterConfig {
                 state_dir,
-                manifest,
+                examples: if examples.is_empty() {
+                    local_cluster::default_examples()
+                } else {
+                    examples
+                },
                 namespace,
+                operator_namespace,
                 timeout: Duration::from_secs(timeout),
                 profile: if debug {
                     Profile::Debug
@@ -302,10 +316,9 @@ async fn local_cluster(config: LocalClusterConfig) -> ExitCode {
     if let KubeconfigEnv::Other(paths) =
         local_cluster::classify_kubeconfig(kubeconfig_env.as_deref(), &harness_kubeconfig)
     {
-        let chart = local_cluster::helm_chart();
         eprint!(
             "{}",
-            local_cluster::foreign_cluster_message(&paths, chart.as_deref())
+            local_cluster::foreign_cluster_message(&paths, &skiff_e2e::chart::chart_dir())
         );
         return ExitCode::from(2);
     }

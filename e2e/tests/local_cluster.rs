@@ -1,8 +1,10 @@
 //! `make up` / `make down` through the CLI they run: `skiff-e2e
-//! local-cluster` leaves a machine with its own cluster alone, and otherwise
-//! brings up the example brokers in the background and prints kcat
-//! commands that work as printed; `skiff-e2e down` then leaves no process
-//! and no DNS name behind, even after the node agent was killed outright.
+//! local-cluster` leaves a machine with its own cluster alone (and says how
+//! to install the chart there), and otherwise installs the operator from its
+//! Helm chart in the background, applies the example Cluster and Topic and
+//! prints kcat commands that work as printed; `skiff-e2e down` then leaves
+//! no process (broker or operator) and no DNS name behind, even after the
+//! node agent was killed outright.
 //!
 //! The second test needs the control plane binaries, kcat and root; it
 //! skips without them unless `SKIFF_E2E_REQUIRE` is set.
@@ -71,10 +73,10 @@ fn local_cluster_leaves_a_machine_with_its_own_cluster_alone() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("https://prod.example:6443"), "{stderr}");
-    assert!(stderr.contains("helm install"), "{stderr}");
-    if skiff_e2e::local_cluster::helm_chart().is_none() {
-        assert!(stderr.contains("not written yet"), "{stderr}");
-    }
+    assert!(
+        stderr.contains("helm install skiff-operator ") && stderr.contains("charts/skiff-operator"),
+        "{stderr}"
+    );
     assert!(!state_dir.exists(), "nothing was started");
     assert_eq!(
         std::fs::read_to_string(&kubeconfig)
@@ -109,14 +111,28 @@ fn local_cluster_runs_brokers_whose_printed_kcat_commands_work_until_down() {
     }
     let _down = Down(&state_dir);
 
+    let operator_namespace = support::namespace("local-cluster-system");
+    let local_cluster = [
+        "local-cluster",
+        "--debug",
+        "--namespace",
+        &namespace,
+        "--operator-namespace",
+        &operator_namespace,
+    ];
     let up = cli(&state_dir)
-        .args(["local-cluster", "--debug", "--namespace", &namespace])
+        .args(local_cluster)
         .env_remove("KUBECONFIG")
         .output()
         .unwrap();
     assert!(up.status.success(), "{}", text(&up));
     let printed = String::from_utf8_lossy(&up.stdout).into_owned();
-    assert!(printed.contains("3 brokers"), "{printed}");
+    assert!(printed.contains("demo: 3/3 brokers Ready"), "{printed}");
+    assert!(printed.contains("orders: Ready"), "{printed}");
+    assert!(
+        printed.contains("2 replicas; leader skiff-operator-"),
+        "{printed}"
+    );
     assert!(
         printed.contains(&format!(
             "export KUBECONFIG={}",
@@ -132,7 +148,7 @@ fn local_cluster_runs_brokers_whose_printed_kcat_commands_work_until_down() {
             .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{printed}"))
             .to_owned()
     };
-    let broker_name = format!("skiff-broker-0.skiff-broker.{namespace}.svc.cluster.local");
+    let broker_name = format!("demo-0.demo-brokers.{namespace}.svc.cluster.local");
     let produce = command("echo hello | kcat -P");
     assert!(produce.contains(&broker_name), "{produce}");
     let consume = command("kcat -C");
@@ -166,13 +182,23 @@ fn local_cluster_runs_brokers_whose_printed_kcat_commands_work_until_down() {
 
     // A second `make up` reuses what runs.
     let again = cli(&state_dir)
-        .args(["local-cluster", "--debug", "--namespace", &namespace])
+        .args(local_cluster)
         .env_remove("KUBECONFIG")
         .output()
         .unwrap();
     assert!(again.status.success(), "{}", text(&again));
     assert!(String::from_utf8_lossy(&again.stdout).contains("already running"));
 
+    // Every pod process the agent started (the operator's too), by pid.
+    let pod_processes: Vec<controlplane::process::GroupRecord> =
+        std::fs::read_dir(state_dir.join("node/pods"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .flat_map(|pod| std::fs::read_dir(pod.path().join("processes")).unwrap())
+            .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+            .filter_map(|json| serde_json::from_slice(&json).ok())
+            .collect();
+    assert!(pod_processes.len() >= 5, "{pod_processes:?}");
     let state = controlplane::State::load(&state_dir.join("controlplane.json"))
         .unwrap()
         .unwrap();
@@ -216,5 +242,12 @@ fn local_cluster_runs_brokers_whose_printed_kcat_commands_work_until_down() {
     );
     let leftovers = processes_mentioning(&state_dir);
     assert!(leftovers.is_empty(), "still running: {leftovers:?}");
+    for process in &pod_processes {
+        assert!(
+            !controlplane::process::recorded_alive(process),
+            "{} still running",
+            process.name
+        );
+    }
     assert!(resolve(&broker_name).is_empty());
 }

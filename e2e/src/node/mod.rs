@@ -15,6 +15,7 @@ pub mod dns_records;
 pub mod hosts;
 pub mod image_map;
 pub mod ip;
+pub mod mount_ns;
 pub mod pod;
 pub mod probe;
 pub mod provisioner;

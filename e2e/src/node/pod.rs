@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use super::image_map::ImageMap;
 use super::ip::IpAllocator;
+use super::mount_ns;
 use super::probe::{self, ProbeState};
 use super::registration::Capacity;
 use super::spec::{self, Invocation, Mounts, PodContext, parse_quantity};
@@ -359,6 +360,7 @@ impl Worker {
                     &env,
                     &mounts,
                     &self.dir,
+                    ctx.pod_ip,
                 )
                 .map_err(|m| fail(status::CONFIG_ERROR, m))
             })();
@@ -400,9 +402,20 @@ impl Worker {
         let Some(invocation) = &run.invocation else {
             return;
         };
-        let mut command = std::process::Command::new(&invocation.program);
+        let mut command = match mount_ns::command(invocation) {
+            Ok(command) => command,
+            Err(error) => {
+                tracing::warn!(container = %run.spec.name, %error, "cannot start");
+                run.view.state = State::Waiting {
+                    reason: status::START_ERROR.into(),
+                    message: Some(error),
+                };
+                run.restart_at = Some(Instant::now() + run.backoff);
+                run.backoff = (run.backoff * 2).min(self.shared.settings.max_backoff);
+                return;
+            }
+        };
         command
-            .args(&invocation.args)
             .env_clear()
             .envs(invocation.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&invocation.working_dir);

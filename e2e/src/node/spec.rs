@@ -7,7 +7,16 @@
 //! value or working directory that equals a container's `mountPath`, or
 //! starts with `mountPath/` (for arguments, also the value of `--flag=path`),
 //! is redirected to the pod's directory for that volume. Paths inside files
-//! (e.g. in a mounted ConfigMap) are not.
+//! (e.g. in a mounted ConfigMap) are not. The one directory clients read
+//! at a fixed path whatever their arguments say, the service-account
+//! directory ([`SERVICE_ACCOUNT_DIR`]), is listed in [`Invocation::binds`] so
+//! the process can be shown it there (`node::mount_ns`).
+//!
+//! Without network namespaces a process listening on every interface would
+//! listen on the whole machine's, and two pods would take the same port; so
+//! a wildcard listen address (`0.0.0.0`, `[::]`) in an argument or
+//! environment value becomes the pod's own address, which is what it means
+//! inside a pod.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -56,7 +65,13 @@ pub struct Invocation {
     pub env: Vec<(String, String)>,
     /// Working directory.
     pub working_dir: PathBuf,
+    /// Host directory → the path the process must see it at.
+    pub binds: Vec<(PathBuf, PathBuf)>,
 }
+
+/// Where Kubernetes mounts a pod's service-account token, CA bundle and
+/// namespace, and where in-cluster clients (client-go, kube-rs) read them.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// A container's volume mounts resolved to host directories, longest mount
 /// path first so the most specific one wins.
@@ -93,6 +108,16 @@ impl Mounts {
         Ok(Self(mounts))
     }
 
+    /// Mounts whose path clients hard-code (the service-account directory):
+    /// host directory → mount path.
+    pub fn fixed_paths(&self) -> Vec<(PathBuf, PathBuf)> {
+        self.0
+            .iter()
+            .filter(|(path, _)| path == SERVICE_ACCOUNT_DIR)
+            .map(|(path, dir)| (dir.clone(), PathBuf::from(path)))
+            .collect()
+    }
+
     /// Host directories that must exist (subPaths included).
     pub fn host_dirs(&self) -> impl Iterator<Item = &Path> {
         self.0.iter().map(|(_, dir)| dir.as_path())
@@ -123,6 +148,30 @@ impl Mounts {
         }
         value.to_owned()
     }
+}
+
+/// `value` with a wildcard listen address (`0.0.0.0`, `0.0.0.0:8080`,
+/// `[::]:8080`, also as the value of `--flag=…`) narrowed to `pod_ip`.
+pub fn narrow_wildcard(value: &str, pod_ip: Ipv4Addr) -> String {
+    if value.starts_with('-')
+        && let Some((flag, rest)) = value.split_once('=')
+    {
+        return format!("{flag}={}", narrow_wildcard(rest, pod_ip));
+    }
+    for wildcard in ["0.0.0.0", "[::]", "::"] {
+        if value == wildcard {
+            return pod_ip.to_string();
+        }
+        if let Some(port) = value
+            .strip_prefix(wildcard)
+            .and_then(|r| r.strip_prefix(':'))
+            && !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+        {
+            return format!("{pod_ip}:{port}");
+        }
+    }
+    value.to_owned()
 }
 
 /// Kubernetes `$(VAR)` expansion: a defined variable is replaced, an
@@ -358,13 +407,14 @@ pub fn container_env(
 /// Everything needed to start `container`: the mapped binary, arguments
 /// (`command[1..]` then `args`, as the image's own binary is the
 /// entrypoint), environment and working directory, with `$(VAR)` expanded
-/// and mount paths rewritten.
+/// mount paths rewritten and wildcard addresses narrowed to `pod_ip`.
 pub fn invocation(
     container: &Container,
     images: &ImageMap,
     env: &BTreeMap<String, String>,
     mounts: &Mounts,
     pod_dir: &Path,
+    pod_ip: Ipv4Addr,
 ) -> Result<Invocation, String> {
     let image = container.image.as_deref().unwrap_or_default();
     let program = images
@@ -377,11 +427,16 @@ pub fn invocation(
         .flatten()
         .skip(1)
         .chain(container.args.iter().flatten())
-        .map(|arg| mounts.rewrite_arg(&expand(arg, env)))
+        .map(|arg| narrow_wildcard(&mounts.rewrite_arg(&expand(arg, env)), pod_ip))
         .collect();
     let env = env
         .iter()
-        .map(|(name, value)| (name.clone(), mounts.rewrite(value)))
+        .map(|(name, value)| {
+            (
+                name.clone(),
+                narrow_wildcard(&mounts.rewrite(value), pod_ip),
+            )
+        })
         .collect();
     let working_dir = container
         .working_dir
@@ -395,6 +450,7 @@ pub fn invocation(
         args,
         env,
         working_dir,
+        binds: mounts.fixed_paths(),
     })
 }
 
@@ -575,7 +631,15 @@ mod tests {
             "/pods/u-1/config/x"
         );
         assert_eq!(mounts.rewrite("/var/lib/skiffy"), "/var/lib/skiffy");
-        let run = invocation(&container, &images, &env, &mounts, Path::new("/pods/u-1")).unwrap();
+        let run = invocation(
+            &container,
+            &images,
+            &env,
+            &mounts,
+            Path::new("/pods/u-1"),
+            Ipv4Addr::new(127, 1, 0, 7),
+        )
+        .unwrap();
         assert_eq!(run.program, PathBuf::from("/bin/broker"));
         assert_eq!(
             run.args,
@@ -589,5 +653,59 @@ mod tests {
         let env: BTreeMap<_, _> = run.env.into_iter().collect();
         assert_eq!(env["DATA_DIR"], "/pv/pvc-1/data");
         assert_eq!(run.working_dir, PathBuf::from("/pods/u-1"));
+        assert!(run.binds.is_empty(), "{:?}", run.binds);
+    }
+
+    #[test]
+    fn the_service_account_directory_is_bound_at_its_fixed_path() {
+        let container = Container {
+            volume_mounts: Some(vec![
+                VolumeMount {
+                    name: "kube-api-access-x1".into(),
+                    mount_path: format!("{SERVICE_ACCOUNT_DIR}/"),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: "data".into(),
+                    mount_path: "/data".into(),
+                    ..VolumeMount::default()
+                },
+            ]),
+            ..Container::default()
+        };
+        let dirs = BTreeMap::from([
+            ("kube-api-access-x1".to_owned(), PathBuf::from("/pods/u/sa")),
+            ("data".to_owned(), PathBuf::from("/pv/1")),
+        ]);
+        let mounts = Mounts::for_container(&container, &dirs).unwrap();
+        assert_eq!(
+            mounts.fixed_paths(),
+            [(
+                PathBuf::from("/pods/u/sa"),
+                PathBuf::from(SERVICE_ACCOUNT_DIR)
+            )]
+        );
+    }
+
+    #[test]
+    fn wildcard_listen_addresses_become_the_pod_address() {
+        let ip = Ipv4Addr::new(127, 1, 0, 9);
+        let cases = [
+            (
+                "--metrics-addr=0.0.0.0:8080",
+                "--metrics-addr=127.1.0.9:8080",
+            ),
+            ("0.0.0.0:9092", "127.1.0.9:9092"),
+            ("0.0.0.0", "127.1.0.9"),
+            ("[::]:8080", "127.1.0.9:8080"),
+            ("--listen=127.0.0.1:8080", "--listen=127.0.0.1:8080"),
+            ("0.0.0.0.example", "0.0.0.0.example"),
+            ("0.0.0.0:80/path", "0.0.0.0:80/path"),
+            ("--x=a=0.0.0.0", "--x=a=0.0.0.0"),
+            ("10.0.0.0/8", "10.0.0.0/8"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(narrow_wildcard(value, ip), expected, "{value}");
+        }
     }
 }

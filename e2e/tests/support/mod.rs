@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
+pub mod chart;
 pub mod cluster_ops;
 pub mod traffic;
 
@@ -172,17 +173,11 @@ pub fn has_block(root: &Path) -> bool {
         .any(|b| b.key == key)
 }
 
-/// `skiff-operator`, built by cargo into the target directory that holds
-/// `sibling` (a binary of the same build).
-pub fn operator_binary(sibling: &Path) -> std::path::PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(skiff_e2e::broker_image::workspace_root())
-        .args(["build", "-p", "skiff-operator", "--bin", "skiff-operator"])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building skiff-operator failed");
-    sibling.with_file_name("skiff-operator")
+/// `skiff-operator`, built by cargo in the profile of the tests (`sibling`,
+/// a binary of the same build, is no longer needed to find it).
+pub fn operator_binary(_sibling: &Path) -> std::path::PathBuf {
+    skiff_e2e::chart::operator_binary(skiff_e2e::broker_image::Profile::Debug)
+        .expect("building skiff-operator")
 }
 
 /// Installs the generated CRDs and starts `operator` against the harness's
