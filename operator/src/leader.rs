@@ -4,7 +4,11 @@
 //! renewed for [`LEASE_DURATION`]. A leader that cannot renew in time exits,
 //! so it never acts on a Lease it may have lost.
 //!
-//! [`decide`] is the pure rule; [`acquire`] and [`keep`] do the API calls.
+//! A leader that stops (SIGTERM) releases the Lease so the standby takes over
+//! without waiting for it to expire.
+//!
+//! [`decide`] is the pure rule; [`acquire`], [`keep`] and [`release`] do the
+//! API calls.
 
 use std::time::Duration;
 
@@ -90,6 +94,40 @@ fn held(me: &str, previous: Option<&Lease>, now: Timestamp, transition: bool) ->
             lease_transitions: Some(transitions),
             ..LeaseSpec::default()
         }),
+    }
+}
+
+/// `lease` given up by its holder: no holder, so the next candidate takes it
+/// over at once instead of waiting out [`LEASE_DURATION`]; the
+/// resourceVersion is kept, so a Lease someone else took meanwhile is left
+/// alone.
+fn released(lease: &Lease) -> Lease {
+    let mut lease = lease.clone();
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    lease
+}
+
+/// Gives the Lease up if this replica holds it (on shutdown), so the standby
+/// leads within its next attempt. Errors are logged: the Lease then expires.
+pub async fn release(api: &Api<Lease>, me: &str) {
+    let result = match api.get_opt(LEASE_NAME).await {
+        Ok(Some(lease)) if view(&lease).holder.as_deref() == Some(me) => api
+            .replace(LEASE_NAME, &PostParams::default(), &released(&lease))
+            .await
+            .map(|_| true),
+        Ok(_) => Ok(false),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(true) => tracing::info!(
+            identity = me,
+            lease = LEASE_NAME,
+            "released the leader Lease"
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot release the leader Lease; it expires instead"),
     }
 }
 
@@ -220,6 +258,23 @@ mod tests {
         for (name, l, now, expected) in cases {
             assert_eq!(decide(l.as_ref(), "me", at(now)), expected, "{name}");
         }
+    }
+
+    #[test]
+    fn a_released_lease_is_taken_over_at_once_and_keeps_its_version() {
+        let now = at(1_000);
+        let mut lease = held("a", None, now, false);
+        lease.metadata.resource_version = Some("7".into());
+        assert_eq!(
+            decide(Some(&view(&lease)), "b", now),
+            LeaseDecision::Follow("a".into())
+        );
+        let given_up = released(&lease);
+        assert_eq!(given_up.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(
+            decide(Some(&view(&given_up)), "b", now),
+            LeaseDecision::TakeOver
+        );
     }
 
     #[test]

@@ -138,7 +138,11 @@ async fn run(args: Args) -> Result<(), String> {
     match lease {
         Some((api, identity)) => {
             tokio::select! {
-                _ = async { futures::join!(clusters, topics) } => Ok(()),
+                // Both controllers end on SIGTERM/SIGINT: hand the Lease over.
+                _ = async { futures::join!(clusters, topics) } => {
+                    leader::release(&api, &identity).await;
+                    Ok(())
+                }
                 () = leader::keep(&api, &identity) => Err("lost the leader Lease; exiting so a replica that holds it takes over".into()),
             }
         }
