@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
+pub mod operator;
 pub mod traffic;
 
 use k8s_openapi::api::core::v1::Pod;
