@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject};
 use skiff_e2e::manifest;
-use support::operator::{self as op, OperatorProcess};
+use support::operator::{self as op, OperatorProcess, ProgressWatch};
 use support::traffic::Traffic;
 
 const LIMIT: Duration = Duration::from_secs(150);
@@ -45,56 +45,43 @@ fn cluster(max_moves_in_flight: i32) -> String {
     yaml
 }
 
-/// Progress strings a Topic showed, in order, without repeats.
-#[derive(Debug, Default)]
-struct ProgressSeen(Vec<String>);
-
-impl ProgressSeen {
-    fn record(&mut self, topic: &DynamicObject) {
-        if let Some(p) = topic.data["status"]["progress"].as_str()
-            && self.0.last().map(String::as_str) != Some(p)
-        {
-            self.0.push(p.to_owned());
-        }
-    }
-}
-
 /// Changes the Topic to `rf` and waits until it is Ready for that
-/// generation, recording the progress it shows; `kill_at` is called with
-/// each progress string and may SIGKILL and replace the operator.
+/// generation; returns every progress string its status showed (watched,
+/// so none is missed). `kill_at` is called with the latest progress and
+/// may SIGKILL and replace the operator (once).
 async fn change_replication_factor(
     client: &kube::Client,
     ns: &str,
     rf: i32,
     operator: &mut OperatorProcess,
     mut kill_at: impl AsyncFnMut(&str, &mut OperatorProcess) -> bool,
-) -> ProgressSeen {
+) -> Vec<String> {
     let topics: Api<DynamicObject> = op::topics(client, ns);
+    let progress = ProgressWatch::start(&topics, TOPIC);
     manifest::apply(client, &op::topic_yaml(TOPIC, CLUSTER, PARTITIONS, rf), ns)
         .await
         .expect("the Topic applies");
-    let mut seen = ProgressSeen::default();
     let mut killed = false;
     let deadline = Instant::now() + LIMIT;
     loop {
         assert!(
             Instant::now() < deadline,
-            "replication factor {rf} not Ready within {LIMIT:?}; progress {seen:?}\n{}",
+            "replication factor {rf} not Ready within {LIMIT:?}; progress {:?}\n{}",
+            progress.now(),
             operator.log_text()
         );
-        if let Ok(t) = topics.get(TOPIC).await {
-            seen.record(&t);
-            if !killed && let Some(p) = t.data["status"]["progress"].as_str() {
-                killed = kill_at(p, operator).await;
-            }
-            if op::is_true(&t, "Ready") {
-                assert_eq!(t.data["status"]["replicationFactor"], rf, "{}", t.data);
-                break;
-            }
+        if !killed && let Some(p) = progress.now().last() {
+            killed = kill_at(p, operator).await;
+        }
+        if let Ok(t) = topics.get(TOPIC).await
+            && op::is_true(&t, "Ready")
+        {
+            assert_eq!(t.data["status"]["replicationFactor"], rf, "{}", t.data);
+            break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    seen
+    progress.stop()
 }
 
 async fn assert_replicas(bootstrap: &str, rf: usize) {
@@ -164,7 +151,7 @@ async fn replication_factor_scenario(test: &str, ns_prefix: &str, kill: bool) {
                 half_way
             })
             .await;
-        eprintln!("replication factor 1 -> 3 progress: {:?}", seen.0);
+        eprintln!("replication factor 1 -> 3 progress: {seen:?}");
         progress.push(seen);
         assert_replicas(&bootstrap, 3).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -174,10 +161,7 @@ async fn replication_factor_scenario(test: &str, ns_prefix: &str, kill: bool) {
             let seen =
                 change_replication_factor(&client, &ns, rf, &mut operator, async |_, _| false)
                     .await;
-            eprintln!(
-                "replication factor {previous} -> {rf} progress: {:?}",
-                seen.0
-            );
+            eprintln!("replication factor {previous} -> {rf} progress: {seen:?}");
             progress.push(seen);
             assert_replicas(&bootstrap, rf as usize).await;
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -195,7 +179,7 @@ async fn replication_factor_scenario(test: &str, ns_prefix: &str, kill: bool) {
     );
     for seen in &progress {
         assert!(
-            seen.0.iter().any(|p| p.starts_with("reassigning ")
+            seen.iter().any(|p| p.starts_with("reassigning ")
                 && p.contains(&format!("/{PARTITIONS} partitions"))),
             "the Topic status showed the reassignment's progress: {seen:?}"
         );

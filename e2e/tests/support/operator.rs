@@ -338,3 +338,54 @@ pub async fn wait_brokers_serving(cluster: &str, ns: &str, brokers: i32, limit: 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Every distinct `status.progress` one object showed, in order, seen
+/// through a watch (so a short-lived value between two polls is not
+/// missed).
+pub struct ProgressWatch {
+    seen: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProgressWatch {
+    /// Starts watching object `name` of `api`.
+    pub fn start(api: &Api<DynamicObject>, name: &str) -> Self {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let stream = watcher(
+            api.clone(),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .applied_objects();
+        let task = tokio::spawn({
+            let seen = seen.clone();
+            async move {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(event) = stream.next().await {
+                    let Ok(object) = event else { continue };
+                    let Some(p) = object.data["status"]["progress"].as_str() else {
+                        continue;
+                    };
+                    let mut seen = seen.lock().expect("the progress record");
+                    if seen.last().map(String::as_str) != Some(p) {
+                        seen.push(p.to_owned());
+                    }
+                }
+            }
+        });
+        Self { seen, task }
+    }
+
+    /// What it saw so far.
+    pub fn now(&self) -> Vec<String> {
+        self.seen.lock().expect("the progress record").clone()
+    }
+
+    /// Stops watching; what it saw.
+    pub fn stop(self) -> Vec<String> {
+        self.task.abort();
+        self.now()
+    }
+}
