@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 
 pub mod chart;
 pub mod cluster_ops;
+pub mod operator;
 pub mod traffic;
 
 use k8s_openapi::api::core::v1::Pod;

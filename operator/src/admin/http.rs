@@ -1,5 +1,5 @@
 //! Client of the broker's HTTP admin endpoint: `GET /v1/status`,
-//! `GET /v1/restart-safety`, `POST /v1/drain`.
+//! `GET /v1/restart-safety`, `POST /v1/drain`, `DELETE /v1/drain`.
 //!
 //! A minimal HTTP/1.1 client (one request per connection, `Connection:
 //! close`, body read to the end) is enough for a handful of small JSON
@@ -292,6 +292,23 @@ pub async fn drain(addr: &str) -> Result<bool, HttpError> {
         404 | 405 => Ok(false),
         other => Err(HttpError::Invalid {
             method: "POST",
+            addr: addr.to_owned(),
+            path: PATH,
+            reason: format!("status {other}: {}", r.body.trim()),
+        }),
+    }
+}
+
+/// Ends the broker's maintenance mode (`DELETE /v1/drain`), so it may lead
+/// again. `Ok(false)` when the broker has no drain endpoint.
+pub async fn undrain(addr: &str) -> Result<bool, HttpError> {
+    const PATH: &str = "/v1/drain";
+    let r = request(addr, "DELETE", PATH).await?;
+    match r.status {
+        200..=299 => Ok(true),
+        404 | 405 => Ok(false),
+        other => Err(HttpError::Invalid {
+            method: "DELETE",
             addr: addr.to_owned(),
             path: PATH,
             reason: format!("status {other}: {}", r.body.trim()),

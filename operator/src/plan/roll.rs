@@ -7,8 +7,12 @@
 //! under-replicated; then the stale Ready brokers one at a time, a broker
 //! already being drained first, the active metadata-quorum leader last,
 //! each only after its restart-safety probe says safe; drain (controlled
-//! shutdown), then delete the pod. All of it derives from observed state,
-//! so an operator killed mid-roll resumes where it stopped.
+//! shutdown), then delete the pod. The drain is the broker's maintenance
+//! mode and outlives the restart, so a restarted broker that is Ready on
+//! the new revision has it ended before anything else happens (else it
+//! would never lead again, and the next roll would find it drained and
+//! skip its safety probe). All of it derives from observed state, so an
+//! operator killed mid-roll resumes where it stopped.
 
 use std::collections::BTreeMap;
 
@@ -80,6 +84,8 @@ pub enum RollAction {
     Drain(i32),
     /// Delete the pod; the StatefulSet recreates it on the new revision.
     DeletePod(i32),
+    /// End the maintenance mode of a broker restarted on the new revision.
+    Undrain(i32),
     /// Nothing to do this pass; look again later.
     Wait,
     /// Stop rolling: the new revision does not run (Degraded).
@@ -109,14 +115,28 @@ pub fn plan(input: &RollInput<'_>) -> RollPlan {
     let rev = input.update_revision;
     let total = input.brokers.len();
     let current = input.brokers.iter().filter(|b| up_to_date(b, rev)).count();
-    if current == total {
-        return RollPlan::Done;
-    }
     let progress = format!("restarted {current}/{total} brokers");
     let rolling = |action, reason: String| RollPlan::Rolling {
         step: Planned::new(action, reason),
         progress: progress.clone(),
     };
+    // Restarted and serving, but still in the maintenance mode its drain set.
+    if let Some(b) = input.brokers.iter().find(|b| {
+        up_to_date(b, rev)
+            && b.ready
+            && matches!(b.drain, DrainState::InProgress | DrainState::Done)
+    }) {
+        return rolling(
+            RollAction::Undrain(b.id),
+            format!(
+                "ending the maintenance mode of broker {}: it runs revision {rev} and is Ready",
+                b.id
+            ),
+        );
+    }
+    if current == total {
+        return RollPlan::Done;
+    }
 
     if let Some(b) = input
         .brokers
@@ -456,6 +476,42 @@ mod tests {
                 Some(Wait),
             ),
             (
+                "a restarted Ready broker is taken out of maintenance mode first",
+                vec![
+                    pod(0, OLD),
+                    draining(pod(1, NEW), DrainState::Done),
+                    pod(2, OLD),
+                ],
+                Some(0),
+                Some(1),
+                &safe,
+                Some(Undrain(1)),
+            ),
+            (
+                "every pod updated but the last still drained: the roll is not done",
+                vec![
+                    pod(0, NEW),
+                    pod(1, NEW),
+                    draining(pod(2, NEW), DrainState::InProgress),
+                ],
+                Some(0),
+                Some(0),
+                &safe,
+                Some(Undrain(2)),
+            ),
+            (
+                "a restarted broker not Ready yet keeps its maintenance mode",
+                vec![
+                    pod(0, OLD),
+                    not_ready(draining(pod(1, NEW), DrainState::Done)),
+                    pod(2, OLD),
+                ],
+                Some(0),
+                Some(0),
+                &safe,
+                Some(Wait),
+            ),
+            (
                 "a missing pod: wait",
                 vec![
                     BrokerPod {
@@ -482,8 +538,9 @@ mod tests {
     #[test]
     fn never_more_than_one_broker_down_because_of_the_roll() {
         // Simulate whole rolls: each pass applies the step; a deleted pod
-        // comes back on the new revision not Ready, then turns Ready on the
-        // next pass; a drain completes on the next pass.
+        // comes back on the new revision not Ready (still in the
+        // maintenance mode of its drain, as the broker keeps it), then
+        // turns Ready on the next pass; a drain completes on the next pass.
         for controller in 0..3 {
             let mut brokers = vec![pod(0, OLD), pod(1, OLD), pod(2, OLD)];
             let mut order = Vec::new();
@@ -491,6 +548,7 @@ mod tests {
                 let down = brokers.iter().filter(|b| !b.ready).count();
                 assert!(down <= 1, "{brokers:?}");
                 let action = step(&brokers, Some(controller), Some(0), &all_safe(3));
+                let all_ready = down == 0;
                 for b in &mut brokers {
                     if b.revision.as_deref() == Some(NEW) {
                         b.ready = true;
@@ -500,7 +558,10 @@ mod tests {
                     }
                 }
                 match action {
-                    None => break,
+                    // A restarted broker reports its maintenance mode only
+                    // once it serves: the roll is over when all are Ready.
+                    None if all_ready => break,
+                    None => {}
                     Some(RollAction::Drain(id)) => {
                         brokers[id as usize].drain = DrainState::InProgress
                     }
@@ -508,14 +569,20 @@ mod tests {
                         order.push(id);
                         brokers[id as usize] = BrokerPod {
                             ready: false,
+                            drain: brokers[id as usize].drain,
                             ..pod(id, NEW)
                         };
                     }
+                    Some(RollAction::Undrain(id)) => brokers[id as usize].drain = DrainState::None,
                     Some(RollAction::Wait) => {}
                     Some(RollAction::Abort(id)) => panic!("abort {id}"),
                 }
             }
             assert_eq!(order.len(), 3, "every broker restarted once");
+            assert!(
+                brokers.iter().all(|b| b.drain == DrainState::None),
+                "no broker left in maintenance mode: {brokers:?}"
+            );
             assert_eq!(
                 order.last(),
                 Some(&controller),

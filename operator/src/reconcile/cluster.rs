@@ -380,6 +380,22 @@ async fn act(
                 Err(e) => Err(ReconcileError::Broker(e.to_string())),
             }
         }
+        ClusterAction::Roll(RollAction::Undrain(id)) => {
+            let addr = observed
+                .pods
+                .get(id)
+                .and_then(|p| admin_addr(p, c.spec.listeners.admin_port))
+                .ok_or_else(|| {
+                    ReconcileError::Broker(format!("broker {id} has no address to undrain"))
+                })?;
+            match http::undrain(&addr).await {
+                Ok(_) => {
+                    ctx.event(cluster, false, "BrokerUndrained", reason).await;
+                    Ok(())
+                }
+                Err(e) => Err(ReconcileError::Broker(e.to_string())),
+            }
+        }
         ClusterAction::Roll(RollAction::DeletePod(id)) => {
             delete_pod(cluster, c, ctx, observed, *id, reason).await
         }
