@@ -278,6 +278,25 @@ async fn apply_topic(topic: Arc<Topic>, ctx: &Context) -> Result<Action, Reconci
             }
         }
     }
+    // The previous pass reported a reassignment under way; this one has
+    // nothing left to move: it finished.
+    let was_moving = topic.status.as_ref().and_then(|s| s.progress.as_ref());
+    let moving = plan.progress.is_some()
+        || plan
+            .actions
+            .iter()
+            .any(|p| matches!(p.action, TopicAction::Reassign(_)));
+    if let Some(progress) = was_moving
+        && !moving
+        && failure.is_none()
+    {
+        let note = format!(
+            "replicas of {} are where the spec wants them (was: {progress})",
+            desired.name
+        );
+        ctx.event(topic.as_ref(), false, "ReassignmentFinished", &note)
+            .await;
+    }
     let status = status_from_plan(&topic, &plan, observed.as_ref());
     write_status(ctx, &topic, status).await?;
     if let Some(e) = failure {
