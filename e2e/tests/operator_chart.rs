@@ -27,13 +27,13 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
-use skiff_e2e::broker_image::{self, Profile};
 use skiff_e2e::chart;
-use skiff_e2e::controlplane::Binaries;
 use skiff_e2e::manifest;
-use skiff_e2e::node::ImageMap;
 use support::chart::{http_get, install_operator, lease_holder, logs};
-use support::{Harness, eventually, kcat};
+use support::cluster_ops::produce_and_consume;
+use support::eventually;
+use support::operator::start_with_real_brokers_and_operator_image;
+use support::resources;
 
 const TEST: &str = "chart_installed_operator_reconciles_with_its_rbac_and_fails_over";
 const LIMIT: Duration = Duration::from_secs(120);
@@ -42,46 +42,11 @@ const CLUSTER: &str = "demo";
 const METRICS_PORT: u16 = 8080;
 
 fn cluster_yaml() -> String {
-    format!(
-        "apiVersion: skiff.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: {CLUSTER}\nspec:\n  brokers: 3\n  image: skiff/broker:dev\n  storage:\n    size: 1Gi\n  config:\n    min.insync.replicas: \"2\"\n"
-    )
+    resources::cluster_yaml(CLUSTER, 3, &[("min.insync.replicas", "2")])
 }
 
 fn topic_yaml(name: &str) -> String {
-    format!(
-        "apiVersion: skiff.dev/v1alpha1\nkind: Topic\nmetadata:\n  name: {name}\nspec:\n  cluster: {CLUSTER}\n  partitions: 3\n  replicationFactor: 3\n"
-    )
-}
-
-/// Produces three messages to partition 0 of `topic` with acks=all and reads
-/// them back.
-async fn produce_and_consume(bootstrap: &str, topic: &str) {
-    let produced = kcat(
-        &[
-            "-P", "-b", bootstrap, "-t", topic, "-p", "0", "-X", "acks=all",
-        ],
-        "one\ntwo\nthree\n",
-    )
-    .await;
-    assert_eq!(produced, "");
-    let consumed = kcat(
-        &[
-            "-C",
-            "-b",
-            bootstrap,
-            "-t",
-            topic,
-            "-p",
-            "0",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-        ],
-        "",
-    )
-    .await;
-    assert_eq!(consumed, "one\ntwo\nthree\n", "topic {topic}");
+    resources::topic_yaml(name, CLUSTER, 3, 3)
 }
 
 fn name(pod: &Pod) -> String {
@@ -90,25 +55,10 @@ fn name(pod: &Pod) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_installed_operator_reconciles_with_its_rbac_and_fails_over() {
-    let Some(binaries) = Binaries::for_tests(TEST).unwrap() else {
+    let started = Instant::now();
+    let Some((harness, _)) = start_with_real_brokers_and_operator_image(TEST).await else {
         return;
     };
-    if !support::hosts_file_writable(TEST) {
-        return;
-    }
-    let started = Instant::now();
-    let (broker, operator) = tokio::task::spawn_blocking(|| {
-        (
-            broker_image::binary(Profile::Debug).unwrap(),
-            chart::operator_binary(Profile::Debug).unwrap(),
-        )
-    })
-    .await
-    .unwrap();
-    let mut images = ImageMap::default();
-    images.insert(broker_image::IMAGE, &broker);
-    images.insert(chart::OPERATOR_IMAGE, &operator);
-    let harness = Harness::start(binaries, images).await;
     let client = harness.client.clone();
     let system = support::namespace("chart-system");
     let ns = support::namespace("chart-brokers");

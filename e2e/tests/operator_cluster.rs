@@ -21,34 +21,19 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::{ApiResource, GroupVersionKind};
-use skiff_e2e::broker_image::{self, Profile};
-use skiff_e2e::controlplane::Binaries;
+use kube::api::{Api, ListParams};
 use skiff_e2e::manifest;
-use skiff_e2e::node::ImageMap;
-use support::{Harness, eventually, kcat};
+use support::cluster_ops::produce_and_consume;
+use support::eventually;
+use support::operator::start_operator_env;
+use support::resources::{self, condition};
 
 const TEST: &str = "operator_turns_a_cluster_into_its_objects_and_status";
 const LIMIT: Duration = Duration::from_secs(120);
 const CLUSTER: &str = "demo";
 
 fn cluster_yaml(brokers: i32) -> String {
-    format!(
-        "apiVersion: skiff.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: {CLUSTER}\nspec:\n  brokers: {brokers}\n  image: skiff/broker:dev\n  storage:\n    size: 1Gi\n  config:\n    min.insync.replicas: \"2\"\n"
-    )
-}
-
-fn clusters(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("skiff.dev", "v1alpha1", "Cluster");
-    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
-}
-
-fn condition<'a>(cluster: &'a DynamicObject, type_: &str) -> Option<&'a serde_json::Value> {
-    cluster.data["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
+    resources::cluster_yaml(CLUSTER, brokers, &[("min.insync.replicas", "2")])
 }
 
 fn owned_by_cluster(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
@@ -60,30 +45,10 @@ fn owned_by_cluster(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Objec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_turns_a_cluster_into_its_objects_and_status() {
-    let Some(binaries) = Binaries::for_tests(TEST).unwrap() else {
+    let Some(mut env) = start_operator_env(TEST, "operator-cluster").await else {
         return;
     };
-    if !support::hosts_file_writable(TEST) {
-        return;
-    }
-    let broker = tokio::task::spawn_blocking(|| broker_image::binary(Profile::Debug))
-        .await
-        .unwrap()
-        .unwrap();
-    let operator = tokio::task::spawn_blocking({
-        let broker = broker.clone();
-        move || support::operator_binary(&broker)
-    })
-    .await
-    .unwrap();
-    let mut images = ImageMap::default();
-    images.insert(broker_image::IMAGE, &broker);
-    let harness = Harness::start(binaries, images).await;
-    let client = harness.client.clone();
-    let ns = support::namespace("operator-cluster");
-    manifest::ensure_namespace(&client, &ns).await.unwrap();
-
-    let (mut operator, log_path) = support::start_operator(&harness, &operator, &ns).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
 
     // The CRDs take a moment to be served; admission applies from then on.
     let rejected = eventually("admission of Cluster objects", LIMIT, || async {
@@ -172,7 +137,7 @@ async fn operator_turns_a_cluster_into_its_objects_and_status() {
         "{args:?}"
     );
 
-    let api = clusters(&client, &ns);
+    let api = resources::clusters(&client, &ns);
     let status = eventually(
         "a status for generation 1 listing 3 brokers",
         LIMIT,
@@ -204,13 +169,8 @@ async fn operator_turns_a_cluster_into_its_objects_and_status() {
     assert_eq!(ready.data["status"]["brokersReady"], "3/3");
 
     // A Topic becomes a replicated Kafka topic that real clients use.
-    let topics = {
-        let gvk = GroupVersionKind::gvk("skiff.dev", "v1alpha1", "Topic");
-        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &ApiResource::from_gvk(&gvk))
-    };
-    let topic_yaml = format!(
-        "apiVersion: skiff.dev/v1alpha1\nkind: Topic\nmetadata:\n  name: orders\nspec:\n  cluster: {CLUSTER}\n  partitions: 6\n  replicationFactor: 3\n"
-    );
+    let topics = resources::topics(&client, &ns);
+    let topic_yaml = resources::topic_yaml("orders", CLUSTER, 6, 3);
     manifest::apply(&client, &topic_yaml, &ns).await.unwrap();
     let topic = eventually("Topic Ready=True", LIMIT, || async {
         let t = topics.get("orders").await.ok()?;
@@ -226,38 +186,8 @@ async fn operator_turns_a_cluster_into_its_objects_and_status() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let pod0 = pods.get(&format!("{CLUSTER}-0")).await.unwrap();
     let bootstrap = format!("{}:9092", support::pod_ip(&pod0));
-    let produced = kcat(
-        &[
-            "-P", "-b", &bootstrap, "-t", "orders", "-p", "0", "-X", "acks=all",
-        ],
-        "one\ntwo\nthree\n",
-    )
-    .await;
-    assert_eq!(produced, "");
-    let consumed = kcat(
-        &[
-            "-C",
-            "-b",
-            &bootstrap,
-            "-t",
-            "orders",
-            "-p",
-            "0",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-        ],
-        "",
-    )
-    .await;
-    assert_eq!(consumed, "one\ntwo\nthree\n");
+    produce_and_consume(&bootstrap, "orders").await;
 
-    assert!(
-        operator.try_wait().unwrap().is_none(),
-        "the operator exited; log: {}",
-        std::fs::read_to_string(&log_path).unwrap_or_default()
-    );
-    operator.kill().await.unwrap();
-    harness.stop().await;
+    env.operator.assert_running();
+    env.stop().await;
 }

@@ -17,12 +17,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use skiff_e2e::broker_image::{self, Profile};
-use skiff_e2e::controlplane::Binaries;
 use skiff_e2e::manifest;
-use skiff_e2e::node::ImageMap;
 use support::cluster_ops::{self, operator_metric};
-use support::{Harness, eventually};
+use support::eventually;
+use support::operator::start_operator_env;
+use support::resources;
 
 const TEST: &str = "invalid_specs_are_rejected_or_surfaced_and_the_operator_carries_on";
 const LIMIT: Duration = Duration::from_secs(120);
@@ -36,12 +35,6 @@ fn cluster_yaml(name: &str, size: &str, config: &str) -> String {
     )
 }
 
-fn topic_yaml(name: &str, partitions: i32, rf: i32) -> String {
-    format!(
-        "apiVersion: skiff.dev/v1alpha1\nkind: Topic\nmetadata:\n  name: {name}\nspec:\n  cluster: {CLUSTER}\n  partitions: {partitions}\n  replicationFactor: {rf}\n"
-    )
-}
-
 /// The message admission answered `yaml` with; panics if it was admitted.
 async fn rejected(client: &kube::Client, ns: &str, yaml: &str) -> String {
     match manifest::apply(client, yaml, ns).await {
@@ -52,30 +45,11 @@ async fn rejected(client: &kube::Client, ns: &str, yaml: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_specs_are_rejected_or_surfaced_and_the_operator_carries_on() {
-    let Some(binaries) = Binaries::for_tests(TEST).unwrap() else {
+    let Some(mut env) = start_operator_env(TEST, "operator-invalid").await else {
         return;
     };
-    if !support::hosts_file_writable(TEST) {
-        return;
-    }
-    let broker = tokio::task::spawn_blocking(|| broker_image::binary(Profile::Debug))
-        .await
-        .unwrap()
-        .unwrap();
-    let operator = tokio::task::spawn_blocking({
-        let broker = broker.clone();
-        move || support::operator_binary(&broker)
-    })
-    .await
-    .unwrap();
-    let mut images = ImageMap::default();
-    images.insert(broker_image::IMAGE, &broker);
-    let harness = Harness::start(binaries, images).await;
-    let client = harness.client.clone();
-    let ns = support::namespace("operator-invalid");
-    manifest::ensure_namespace(&client, &ns).await.unwrap();
-    let (mut operator, log) = support::start_operator(&harness, &operator, &ns).await;
-    let metrics = cluster_ops::operator_metrics_addr(&log).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    let metrics = cluster_ops::operator_metrics_addr(&env.operator.log).await;
     let started = Instant::now();
 
     // min.insync.replicas above the brokers: rejected once the CRD is served.
@@ -108,9 +82,9 @@ async fn invalid_specs_are_rejected_or_surfaced_and_the_operator_carries_on() {
 
     let valid = cluster_yaml(CLUSTER, "1Gi", "    min.insync.replicas: \"1\"\n");
     manifest::apply(&client, &valid, &ns).await.unwrap();
-    let clusters = cluster_ops::clusters(&client, &ns);
-    let topics = cluster_ops::topics(&client, &ns);
-    cluster_ops::wait_cluster_settled(&clusters, CLUSTER, 1, LIMIT).await;
+    let clusters = resources::clusters(&client, &ns);
+    let topics = resources::topics(&client, &ns);
+    resources::wait_cluster_settled(&clusters, CLUSTER, 1, LIMIT).await;
     let message = rejected(
         &client,
         &ns,
@@ -121,11 +95,20 @@ async fn invalid_specs_are_rejected_or_surfaced_and_the_operator_carries_on() {
     assert!(message.contains("storage.size may not shrink"), "{message}");
 
     // A Topic's partitions only grow.
-    manifest::apply(&client, &topic_yaml("events", 3, 1), &ns)
-        .await
-        .unwrap();
-    cluster_ops::wait_topic_ready(&topics, "events", LIMIT).await;
-    let message = rejected(&client, &ns, &topic_yaml("events", 2, 1)).await;
+    manifest::apply(
+        &client,
+        &resources::topic_yaml("events", CLUSTER, 3, 1),
+        &ns,
+    )
+    .await
+    .unwrap();
+    resources::wait_topic_ready(&topics, "events", LIMIT).await;
+    let message = rejected(
+        &client,
+        &ns,
+        &resources::topic_yaml("events", CLUSTER, 2, 1),
+    )
+    .await;
     println!("shrinking partitions: {message}");
     assert!(
         message.contains("partitions may only grow: Kafka cannot remove partitions"),
@@ -133,13 +116,17 @@ async fn invalid_specs_are_rejected_or_surfaced_and_the_operator_carries_on() {
     );
 
     // More replicas than brokers: admitted, then a condition says why.
-    manifest::apply(&client, &topic_yaml("too-wide", 3, 2), &ns)
-        .await
-        .unwrap();
+    manifest::apply(
+        &client,
+        &resources::topic_yaml("too-wide", CLUSTER, 3, 2),
+        &ns,
+    )
+    .await
+    .unwrap();
     let (ready, degraded) = eventually("too-wide's conditions", LIMIT, || async {
         let t = topics.get("too-wide").await.ok()?;
-        let ready = cluster_ops::condition(&t, "Ready")?.clone();
-        let degraded = cluster_ops::condition(&t, "Degraded")?.clone();
+        let ready = resources::condition(&t, "Ready")?.clone();
+        let degraded = resources::condition(&t, "Degraded")?.clone();
         (degraded["status"] == "True").then_some((ready, degraded))
     })
     .await;
@@ -178,22 +165,17 @@ async fn invalid_specs_are_rejected_or_surfaced_and_the_operator_carries_on() {
     assert_eq!(errors, 0.0, "failed reconcile passes");
 
     // The operator carries on: a valid Topic becomes Ready.
-    manifest::apply(&client, &topic_yaml("after", 2, 1), &ns)
+    manifest::apply(&client, &resources::topic_yaml("after", CLUSTER, 2, 1), &ns)
         .await
         .unwrap();
-    cluster_ops::wait_topic_ready(&topics, "after", LIMIT).await;
+    resources::wait_topic_ready(&topics, "after", LIMIT).await;
     println!("a valid Topic created afterwards is Ready");
     let t = topics.get("too-wide").await.unwrap();
-    assert!(!cluster_ops::is_true(&t, "Ready"));
+    assert!(!resources::is_true(&t, "Ready"));
 
-    assert!(
-        operator.try_wait().unwrap().is_none(),
-        "the operator exited; log: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    env.operator.assert_running();
     println!("{TEST}: {:?}", started.elapsed());
-    operator.kill().await.unwrap();
-    harness.stop().await;
+    env.stop().await;
 }
 
 /// Failed reconcile passes of any kind and error class.

@@ -24,17 +24,14 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams};
 use rustix::process::{Pid, Signal};
-use skiff_e2e::broker_image::{self, Profile};
-use skiff_e2e::controlplane::Binaries;
-use skiff_e2e::manifest;
-use skiff_e2e::node::ImageMap;
 use skiff_e2e::node::provisioner::{lose_disk, volume_root};
 use support::cluster_ops::{
-    self, PartitionMeta, brokers_used, cluster_line, container_pid, fully_replicated, partitions,
-    placement_text,
+    self, PartitionMeta, brokers_used, container_pid, fully_replicated, partitions, placement_text,
 };
+use support::operator::start_operator_env;
+use support::resources::{self, cluster_line};
 use support::traffic::Traffic;
-use support::{Harness, eventually, ready};
+use support::{eventually, ready};
 
 const TEST: &str = "brokers_recover_from_kill_long_outage_and_lost_disk";
 const LIMIT: Duration = Duration::from_secs(150);
@@ -86,47 +83,20 @@ fn restored_on(p: &[PartitionMeta], brokers: &BTreeSet<i32>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brokers_recover_from_kill_long_outage_and_lost_disk() {
-    let Some(binaries) = Binaries::for_tests(TEST).unwrap() else {
+    let Some(mut env) = start_operator_env(TEST, "operator-recovery").await else {
         return;
     };
-    if !support::hosts_file_writable(TEST) {
-        return;
-    }
-    let broker = tokio::task::spawn_blocking(|| broker_image::binary(Profile::Debug))
-        .await
-        .unwrap()
-        .unwrap();
-    let operator = tokio::task::spawn_blocking({
-        let broker = broker.clone();
-        move || support::operator_binary(&broker)
-    })
-    .await
-    .unwrap();
-    let mut images = ImageMap::default();
-    images.insert(broker_image::IMAGE, &broker);
-    let harness = Harness::start(binaries, images).await;
-    let client = harness.client.clone();
-    let ns = support::namespace("operator-recovery");
-    manifest::ensure_namespace(&client, &ns).await.unwrap();
-    let (mut operator, log) = support::start_operator(&harness, &operator, &ns).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
     let started = Instant::now();
 
-    eventually("the Cluster admitted", LIMIT, || async {
-        manifest::apply(&client, &cluster_yaml(), &ns).await.ok()
-    })
-    .await;
-    let clusters = cluster_ops::clusters(&client, &ns);
-    let topics = cluster_ops::topics(&client, &ns);
-    cluster_ops::wait_cluster_settled(&clusters, CLUSTER, 4, LIMIT).await;
-    let topic_yaml = format!(
-        "apiVersion: skiff.dev/v1alpha1\nkind: Topic\nmetadata:\n  name: {TOPIC}\nspec:\n  cluster: {CLUSTER}\n  partitions: 6\n  replicationFactor: 3\n"
-    );
-    manifest::apply(&client, &topic_yaml, &ns).await.unwrap();
-    cluster_ops::wait_topic_ready(&topics, TOPIC, LIMIT).await;
+    let clusters =
+        resources::create_settled_cluster(&client, &ns, &cluster_yaml(), (CLUSTER, 4), LIMIT).await;
+    let topic_yaml = resources::topic_yaml(TOPIC, CLUSTER, 6, 3);
+    resources::create_ready_topic(&client, &ns, &topic_yaml, TOPIC, LIMIT).await;
     let bootstrap = cluster_ops::bootstrap(&client, &ns, CLUSTER).await;
     let initial = partitions(&bootstrap, TOPIC).await;
     println!("4 brokers: {}", placement_text(&initial));
-    let traffic = Traffic::start(&bootstrap, TOPIC, 6, 100, harness.state_dir.path()).await;
+    let traffic = Traffic::start(&bootstrap, TOPIC, 6, 100, env.harness.state_dir.path()).await;
     let all: BTreeSet<i32> = (0..4).collect();
 
     // (a) kill -9 broker 1 and delete its pod.
@@ -139,7 +109,7 @@ async fn brokers_recover_from_kill_long_outage_and_lost_disk() {
         .await
         .unwrap();
     back_ready(&client, &ns, 1, victim.metadata.uid.as_deref(), pid).await;
-    let c = cluster_ops::wait_cluster_settled(&clusters, CLUSTER, 4, LIMIT).await;
+    let c = resources::wait_cluster_settled(&clusters, CLUSTER, 4, LIMIT).await;
     let p = partitions(&bootstrap, TOPIC).await;
     println!(
         "(a) broker 1 (pid {pid}) killed and its pod deleted: recovered in {:?}: {} | {}",
@@ -200,7 +170,7 @@ async fn brokers_recover_from_kill_long_outage_and_lost_disk() {
         },
     )
     .await;
-    let c = cluster_ops::wait_cluster_settled(&clusters, CLUSTER, 4, LIMIT).await;
+    let c = resources::wait_cluster_settled(&clusters, CLUSTER, 4, LIMIT).await;
     println!(
         "(b) broker 3 resumed and refilled by the rebalance after {:?}: {} | {}",
         t.elapsed(),
@@ -216,11 +186,11 @@ async fn brokers_recover_from_kill_long_outage_and_lost_disk() {
         .await
         .unwrap();
     let claim_uid = claim.metadata.uid.clone().unwrap();
-    let dir = volume_root(&harness.node_root()).join(format!("pvc-{claim_uid}"));
+    let dir = volume_root(&env.harness.node_root()).join(format!("pvc-{claim_uid}"));
     let before = std::fs::read_dir(&dir).unwrap().count();
     let t = Instant::now();
     signal(pid, Signal::STOP);
-    lose_disk(&harness.node_root(), &claim_uid).unwrap();
+    lose_disk(&env.harness.node_root(), &claim_uid).unwrap();
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     signal(pid, Signal::KILL);
     Api::<Pod>::namespaced(client.clone(), &ns)
@@ -228,7 +198,7 @@ async fn brokers_recover_from_kill_long_outage_and_lost_disk() {
         .await
         .unwrap();
     back_ready(&client, &ns, 3, victim.metadata.uid.as_deref(), pid).await;
-    let c = cluster_ops::wait_cluster_settled(&clusters, CLUSTER, 4, LIMIT).await;
+    let c = resources::wait_cluster_settled(&clusters, CLUSTER, 4, LIMIT).await;
     let p = eventually("every partition in sync again", LIMIT, || async {
         let p = partitions(&bootstrap, TOPIC).await;
         restored_on(&p, &all).then_some(p)
@@ -251,12 +221,7 @@ async fn brokers_recover_from_kill_long_outage_and_lost_disk() {
         report.acked > 0 && report.violations.is_empty(),
         "{report:?}"
     );
-    assert!(
-        operator.try_wait().unwrap().is_none(),
-        "the operator exited; log: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    env.operator.assert_running();
     println!("{TEST}: {:?}", started.elapsed());
-    operator.kill().await.unwrap();
-    harness.stop().await;
+    env.stop().await;
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, DynamicObject};
 use skiff_e2e::manifest;
 use support::operator::{self as op, OperatorProcess, ProgressWatch};
+use support::resources;
 use support::traffic::Traffic;
 
 const LIMIT: Duration = Duration::from_secs(150);
@@ -38,7 +39,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 fn cluster(max_moves_in_flight: i32) -> String {
     // acks=all must be possible at replication factor 1.
-    let mut yaml = op::cluster_yaml(CLUSTER, BROKERS, &[("min.insync.replicas", "1")]);
+    let mut yaml = resources::cluster_yaml(CLUSTER, BROKERS, &[("min.insync.replicas", "1")]);
     yaml.push_str(&format!(
         "  rebalance:\n    maxMovesInFlight: {max_moves_in_flight}\n"
     ));
@@ -56,11 +57,15 @@ async fn change_replication_factor(
     operator: &mut OperatorProcess,
     mut kill_at: impl AsyncFnMut(&str, &mut OperatorProcess) -> bool,
 ) -> Vec<String> {
-    let topics: Api<DynamicObject> = op::topics(client, ns);
+    let topics: Api<DynamicObject> = resources::topics(client, ns);
     let progress = ProgressWatch::start(&topics, TOPIC);
-    manifest::apply(client, &op::topic_yaml(TOPIC, CLUSTER, PARTITIONS, rf), ns)
-        .await
-        .expect("the Topic applies");
+    manifest::apply(
+        client,
+        &resources::topic_yaml(TOPIC, CLUSTER, PARTITIONS, rf),
+        ns,
+    )
+    .await
+    .expect("the Topic applies");
     let mut killed = false;
     let deadline = Instant::now() + LIMIT;
     loop {
@@ -74,7 +79,7 @@ async fn change_replication_factor(
             killed = kill_at(p, operator).await;
         }
         if let Ok(t) = topics.get(TOPIC).await
-            && op::is_true(&t, "Ready")
+            && resources::is_true_for_generation(&t, "Ready")
         {
             assert_eq!(t.data["status"]["replicationFactor"], rf, "{}", t.data);
             break;
@@ -97,25 +102,23 @@ async fn assert_replicas(bootstrap: &str, rf: usize) {
 async fn replication_factor_scenario(test: &str, ns_prefix: &str, kill: bool) {
     let _serial = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
-    let Some((harness, operator_bin)) = op::start_with_real_brokers(test).await else {
+    let Some(mut env) = op::start_operator_env(test, ns_prefix).await else {
         return;
     };
-    let client = harness.client.clone();
-    let ns = support::namespace(ns_prefix);
-    manifest::ensure_namespace(&client, &ns)
-        .await
-        .expect("the namespace");
-    let (first, log) = support::start_operator(&harness, &operator_bin, &ns).await;
-    let mut operator = OperatorProcess { child: first, log };
+    let (client, ns) = (env.client.clone(), env.ns.clone());
 
     // Few moves at a time, so the change takes several passes and shows them.
     let max_moves = if kill { 1 } else { 2 };
-    op::apply_when_served(&client, &cluster(max_moves), &ns, LIMIT).await;
-    op::wait_ready(&op::clusters(&client, &ns), CLUSTER, LIMIT).await;
-    manifest::apply(&client, &op::topic_yaml(TOPIC, CLUSTER, PARTITIONS, 1), &ns)
-        .await
-        .expect("the Topic applies");
-    op::wait_ready(&op::topics(&client, &ns), TOPIC, LIMIT).await;
+    resources::apply_when_served(&client, &cluster(max_moves), &ns, LIMIT).await;
+    resources::wait_ready(&resources::clusters(&client, &ns), CLUSTER, LIMIT).await;
+    manifest::apply(
+        &client,
+        &resources::topic_yaml(TOPIC, CLUSTER, PARTITIONS, 1),
+        &ns,
+    )
+    .await
+    .expect("the Topic applies");
+    resources::wait_ready(&resources::topics(&client, &ns), TOPIC, LIMIT).await;
     let bootstrap = op::bootstrap(CLUSTER, &ns, BROKERS);
     assert_replicas(&bootstrap, 1).await;
 
@@ -124,17 +127,17 @@ async fn replication_factor_scenario(test: &str, ns_prefix: &str, kill: bool) {
         TOPIC,
         PARTITIONS,
         RATE,
-        harness.state_dir.path(),
+        env.harness.state_dir.path(),
     )
     .await;
     let mut progress = Vec::new();
     // Traffic before, during and after each change.
     tokio::time::sleep(Duration::from_secs(2)).await;
     if kill {
-        let operator_bin = operator_bin.clone();
-        let harness = &harness;
+        let operator_bin = env.operator_bin.clone();
+        let harness = &env.harness;
         let seen =
-            change_replication_factor(&client, &ns, 3, &mut operator, async |p, operator| {
+            change_replication_factor(&client, &ns, 3, &mut env.operator, async |p, operator| {
                 // Half-way: some partitions moved, some not yet.
                 let half_way = p.starts_with("reassigning ")
                     && !p.starts_with("reassigning 0/")
@@ -159,7 +162,7 @@ async fn replication_factor_scenario(test: &str, ns_prefix: &str, kill: bool) {
         for rf in [3, 2] {
             let previous = if rf == 3 { 1 } else { 3 };
             let seen =
-                change_replication_factor(&client, &ns, rf, &mut operator, async |_, _| false)
+                change_replication_factor(&client, &ns, rf, &mut env.operator, async |_, _| false)
                     .await;
             eprintln!("replication factor {previous} -> {rf} progress: {seen:?}");
             progress.push(seen);
@@ -168,15 +171,7 @@ async fn replication_factor_scenario(test: &str, ns_prefix: &str, kill: bool) {
         }
     }
     let report = traffic.finish().await;
-    eprintln!(
-        "{test}: traffic sent={} acked={} failed={} unreported={} violations={} max_gap_s={}",
-        report.sent,
-        report.acked,
-        report.failed,
-        report.unreported,
-        report.violations.len(),
-        report.max_gap_s,
-    );
+    eprintln!("{test}: traffic {}", report.figures());
     for seen in &progress {
         assert!(
             seen.iter().any(|p| p.starts_with("reassigning ")
@@ -184,12 +179,9 @@ async fn replication_factor_scenario(test: &str, ns_prefix: &str, kill: bool) {
             "the Topic status showed the reassignment's progress: {seen:?}"
         );
     }
-    assert_eq!(report.failed, 0, "{report:?}");
-    assert!(report.violations.is_empty(), "{report:?}");
-    assert!(report.ok, "{report:?}");
-    operator.assert_running();
-    operator.kill().await;
-    harness.stop().await;
+    report.assert_no_loss();
+    env.operator.assert_running();
+    env.stop().await;
     eprintln!("{test}: {:.1}s", started.elapsed().as_secs_f64());
 }
 

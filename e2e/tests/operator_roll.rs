@@ -20,10 +20,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use skiff_e2e::controlplane::Binaries;
 use skiff_e2e::manifest;
 use skiff_e2e::node::ImageMap;
+use support::operator::{OperatorProcess, start_operator};
+use support::resources;
 use support::{Harness, eventually, ready};
 
 const TEST: &str = "config_change_restarts_brokers_one_at_a_time_controller_last";
@@ -60,7 +61,10 @@ async fn config_change_restarts_brokers_one_at_a_time_controller_last() {
     let client = harness.client.clone();
     let ns = support::namespace("operator-roll");
     manifest::ensure_namespace(&client, &ns).await.unwrap();
-    let (mut operator, log) = support::start_operator(&harness, &operator, &ns).await;
+    let OperatorProcess {
+        child: mut operator,
+        log,
+    } = start_operator(&harness, &operator, &ns).await;
     let operator_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     eventually("the Cluster admitted", LIMIT, || async {
@@ -69,9 +73,7 @@ async fn config_change_restarts_brokers_one_at_a_time_controller_last() {
             .ok()
     })
     .await;
-    let gvk = GroupVersionKind::gvk("skiff.dev", "v1alpha1", "Cluster");
-    let clusters: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns, &ApiResource::from_gvk(&gvk));
+    let clusters = resources::clusters(&client, &ns);
     eventually("Ready=True with 3/3 brokers", LIMIT, || async {
         let c = clusters.get("roll").await.ok()?;
         (ready_condition(&c) && c.data["status"]["brokersReady"] == "3/3").then_some(())

@@ -27,6 +27,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use skiff_e2e::manifest;
 use support::operator::{self as op, OperatorProcess, ReadinessWatch};
+use support::resources;
 use support::traffic::Traffic;
 
 const LIMIT: Duration = Duration::from_secs(150);
@@ -40,7 +41,7 @@ const RATE: u32 = 200;
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn cluster(retention_ms: &str) -> String {
-    op::cluster_yaml(
+    resources::cluster_yaml(
         CLUSTER,
         BROKERS,
         &[
@@ -84,24 +85,22 @@ async fn kill_and_replace(
 async fn roll_under_traffic(test: &str, ns_prefix: &str, kill_mid_roll: bool) {
     let _serial = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
-    let Some((harness, operator_bin)) = op::start_with_real_brokers(test).await else {
+    let Some(mut env) = op::start_operator_env(test, ns_prefix).await else {
         return;
     };
-    let client = harness.client.clone();
-    let ns = support::namespace(ns_prefix);
-    manifest::ensure_namespace(&client, &ns)
-        .await
-        .expect("the namespace");
-    let (first, log) = support::start_operator(&harness, &operator_bin, &ns).await;
-    let mut operator = OperatorProcess { child: first, log };
+    let (client, ns) = (env.client.clone(), env.ns.clone());
 
-    op::apply_when_served(&client, &cluster("600000"), &ns, LIMIT).await;
-    let clusters = op::clusters(&client, &ns);
-    op::wait_ready(&clusters, CLUSTER, LIMIT).await;
-    manifest::apply(&client, &op::topic_yaml(TOPIC, CLUSTER, PARTITIONS, 3), &ns)
-        .await
-        .expect("the Topic applies");
-    op::wait_ready(&op::topics(&client, &ns), TOPIC, LIMIT).await;
+    resources::apply_when_served(&client, &cluster("600000"), &ns, LIMIT).await;
+    let clusters = resources::clusters(&client, &ns);
+    resources::wait_ready(&clusters, CLUSTER, LIMIT).await;
+    manifest::apply(
+        &client,
+        &resources::topic_yaml(TOPIC, CLUSTER, PARTITIONS, 3),
+        &ns,
+    )
+    .await
+    .expect("the Topic applies");
+    resources::wait_ready(&resources::topics(&client, &ns), TOPIC, LIMIT).await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let selector = ListParams::default().labels(&format!("app.kubernetes.io/instance={CLUSTER}"));
@@ -112,7 +111,7 @@ async fn roll_under_traffic(test: &str, ns_prefix: &str, kill_mid_roll: bool) {
         TOPIC,
         PARTITIONS,
         RATE,
-        harness.state_dir.path(),
+        env.harness.state_dir.path(),
     )
     .await;
     let controller =
@@ -148,14 +147,22 @@ async fn roll_under_traffic(test: &str, ns_prefix: &str, kill_mid_roll: bool) {
                 break format!("missed the drain; replaced {replaced:?}");
             }
         };
-        operator = kill_and_replace(operator, &harness, &operator_bin, 2, &first_kill).await;
+        env.operator = kill_and_replace(
+            env.operator,
+            &env.harness,
+            &env.operator_bin,
+            2,
+            &first_kill,
+        )
+        .await;
         if !first_kill.starts_with("missed") {
             support::eventually("the drained broker restarted", LIMIT, || async {
                 (!watch.now().replaced.is_empty()).then_some(())
             })
             .await;
             let replaced = format!("replaced {:?}", watch.now().replaced);
-            operator = kill_and_replace(operator, &harness, &operator_bin, 3, &replaced).await;
+            env.operator =
+                kill_and_replace(env.operator, &env.harness, &env.operator_bin, 3, &replaced).await;
         }
     }
 
@@ -165,7 +172,7 @@ async fn roll_under_traffic(test: &str, ns_prefix: &str, kill_mid_roll: bool) {
             Instant::now() < deadline,
             "the roll did not finish within {LIMIT:?}: {:?}\n{}",
             watch.now(),
-            operator.log_text()
+            env.operator.log_text()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
         let Ok(c) = clusters.get(CLUSTER).await else {
@@ -175,7 +182,7 @@ async fn roll_under_traffic(test: &str, ns_prefix: &str, kill_mid_roll: bool) {
             b.len() == BROKERS as usize && b.iter().all(|b| b["upToDate"] == true)
         });
         let restarted = watch.now().replaced.len() >= BROKERS as usize;
-        if all_current && restarted && op::is_true(&c, "Ready") {
+        if all_current && restarted && resources::is_true_for_generation(&c, "Ready") {
             break;
         }
     }
@@ -189,14 +196,9 @@ async fn roll_under_traffic(test: &str, ns_prefix: &str, kill_mid_roll: bool) {
     let after = pods.list(&selector).await.expect("the broker pods").items;
     let hashes = config_hashes(&after);
     eprintln!(
-        "{test}: roll took {:.1}s; traffic sent={} acked={} failed={} unreported={} violations={} max_gap_s={}; max brokers down={} over {} polls; active controller {controller}, restarts in order {:?}; config hash {:?} -> {:?}",
+        "{test}: roll took {:.1}s; traffic {}; max brokers down={} over {} polls; active controller {controller}, restarts in order {:?}; config hash {:?} -> {:?}",
         roll_took.as_secs_f64(),
-        report.sent,
-        report.acked,
-        report.failed,
-        report.unreported,
-        report.violations.len(),
-        report.max_gap_s,
+        report.figures(),
         seen.max_down,
         seen.polls,
         seen.replaced,
@@ -204,9 +206,7 @@ async fn roll_under_traffic(test: &str, ns_prefix: &str, kill_mid_roll: bool) {
         hashes
     );
 
-    assert_eq!(report.failed, 0, "{report:?}");
-    assert!(report.violations.is_empty(), "{report:?}");
-    assert!(report.ok, "{report:?}");
+    report.assert_no_loss();
     assert!(
         seen.max_down <= 1,
         "{} brokers were down at once: {seen:?}",
@@ -228,9 +228,8 @@ async fn roll_under_traffic(test: &str, ns_prefix: &str, kill_mid_roll: bool) {
             .all(|h| !h.is_empty() && *h == hashes[0] && !before.contains(h)),
         "every pod runs the new config: {before:?} -> {hashes:?}"
     );
-    operator.assert_running();
-    operator.kill().await;
-    harness.stop().await;
+    env.operator.assert_running();
+    env.stop().await;
     eprintln!("{test}: {:.1}s", started.elapsed().as_secs_f64());
 }
 

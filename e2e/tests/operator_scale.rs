@@ -25,15 +25,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::{Api, DeleteParams};
-use skiff_e2e::broker_image::{self, Profile};
-use skiff_e2e::controlplane::Binaries;
 use skiff_e2e::manifest;
-use skiff_e2e::node::ImageMap;
-use support::cluster_ops::{
-    self, brokers_used, cluster_line, fully_replicated, partitions, patch_spec, placement_text,
-};
+use support::cluster_ops::{self, brokers_used, fully_replicated, partitions, placement_text};
+use support::eventually;
+use support::operator::start_operator_env;
+use support::resources::{self, cluster_line, patch_spec};
 use support::traffic::Traffic;
-use support::{Harness, eventually};
 
 const TEST: &str = "scale_up_spreads_replicas_and_scale_down_drains_first";
 const LIMIT: Duration = Duration::from_secs(150);
@@ -46,56 +43,24 @@ fn cluster_yaml() -> String {
     )
 }
 
-fn topic_yaml(name: &str, partitions: i32, rf: i32) -> String {
-    format!(
-        "apiVersion: skiff.dev/v1alpha1\nkind: Topic\nmetadata:\n  name: {name}\nspec:\n  cluster: {CLUSTER}\n  partitions: {partitions}\n  replicationFactor: {rf}\n"
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_up_spreads_replicas_and_scale_down_drains_first() {
-    let Some(binaries) = Binaries::for_tests(TEST).unwrap() else {
+    let Some(mut env) = start_operator_env(TEST, "operator-scale").await else {
         return;
     };
-    if !support::hosts_file_writable(TEST) {
-        return;
-    }
-    let broker = tokio::task::spawn_blocking(|| broker_image::binary(Profile::Debug))
-        .await
-        .unwrap()
-        .unwrap();
-    let operator = tokio::task::spawn_blocking({
-        let broker = broker.clone();
-        move || support::operator_binary(&broker)
-    })
-    .await
-    .unwrap();
-    let mut images = ImageMap::default();
-    images.insert(broker_image::IMAGE, &broker);
-    let harness = Harness::start(binaries, images).await;
-    let client = harness.client.clone();
-    let ns = support::namespace("operator-scale");
-    manifest::ensure_namespace(&client, &ns).await.unwrap();
-    let (mut operator, log) = support::start_operator(&harness, &operator, &ns).await;
+    let (client, ns) = (env.client.clone(), env.ns.clone());
     let started = Instant::now();
 
-    eventually("the Cluster admitted", LIMIT, || async {
-        manifest::apply(&client, &cluster_yaml(), &ns).await.ok()
-    })
-    .await;
-    let clusters = cluster_ops::clusters(&client, &ns);
-    let topics = cluster_ops::topics(&client, &ns);
-    cluster_ops::wait_cluster_settled(&clusters, CLUSTER, 3, LIMIT).await;
-    manifest::apply(&client, &topic_yaml(TOPIC, 6, 3), &ns)
-        .await
-        .unwrap();
-    cluster_ops::wait_topic_ready(&topics, TOPIC, LIMIT).await;
+    let clusters =
+        resources::create_settled_cluster(&client, &ns, &cluster_yaml(), (CLUSTER, 3), LIMIT).await;
+    let orders = resources::topic_yaml(TOPIC, CLUSTER, 6, 3);
+    let topics = resources::create_ready_topic(&client, &ns, &orders, TOPIC, LIMIT).await;
     let bootstrap = cluster_ops::bootstrap(&client, &ns, CLUSTER).await;
     let before = partitions(&bootstrap, TOPIC).await;
     println!("3 brokers: {}", placement_text(&before));
     assert_eq!(brokers_used(&before), BTreeSet::from([0, 1, 2]));
 
-    let traffic = Traffic::start(&bootstrap, TOPIC, 6, 100, harness.state_dir.path()).await;
+    let traffic = Traffic::start(&bootstrap, TOPIC, 6, 100, env.harness.state_dir.path()).await;
 
     // 3 → 5: replicas spread onto the new brokers.
     patch_spec(&clusters, CLUSTER, serde_json::json!({"brokers": 5})).await;
@@ -112,7 +77,7 @@ async fn scale_up_spreads_replicas_and_scale_down_drains_first() {
             }
             let p = partitions(&bootstrap, TOPIC).await;
             let used = brokers_used(&p);
-            let settled = cluster_ops::is_true(&c, "Ready")
+            let settled = resources::is_true(&c, "Ready")
                 && s["brokersReady"] == "5/5"
                 && s["operation"] == "Idle";
             (used.contains(&3) && used.contains(&4) && fully_replicated(&p, 3) && settled)
@@ -136,14 +101,14 @@ async fn scale_up_spreads_replicas_and_scale_down_drains_first() {
     }
 
     // 5 → 3 while a topic needs 4 brokers: refused, nothing drained.
-    manifest::apply(&client, &topic_yaml("wide", 2, 4), &ns)
+    manifest::apply(&client, &resources::topic_yaml("wide", CLUSTER, 2, 4), &ns)
         .await
         .unwrap();
-    cluster_ops::wait_topic_ready(&topics, "wide", LIMIT).await;
+    resources::wait_topic_ready(&topics, "wide", LIMIT).await;
     patch_spec(&clusters, CLUSTER, serde_json::json!({"brokers": 3})).await;
     let refused = eventually("the scale-down refused with a condition", LIMIT, || async {
         let c = clusters.get(CLUSTER).await.ok()?;
-        let d = cluster_ops::condition(&c, "Degraded")?;
+        let d = resources::condition(&c, "Degraded")?;
         (d["status"] == "True" && d["message"].as_str()?.contains("replication factor 4"))
             .then(|| d["message"].as_str().unwrap_or_default().to_owned())
     })
@@ -207,7 +172,7 @@ async fn scale_up_spreads_replicas_and_scale_down_drains_first() {
         "scale-down timeline:\n  {}",
         timeline.into_inner().join("\n  ")
     );
-    let after = cluster_ops::wait_cluster_settled(&clusters, CLUSTER, 3, LIMIT).await;
+    let after = resources::wait_cluster_settled(&clusters, CLUSTER, 3, LIMIT).await;
     println!("settled: {}", cluster_line(&after));
     let p = partitions(&bootstrap, TOPIC).await;
     println!("3 brokers again: {}", placement_text(&p));
@@ -227,7 +192,7 @@ async fn scale_up_spreads_replicas_and_scale_down_drains_first() {
     patch_spec(&clusters, CLUSTER, serde_json::json!({"brokers": 2})).await;
     let refused = eventually("3 → 2 refused with a condition", LIMIT, || async {
         let c = clusters.get(CLUSTER).await.ok()?;
-        let d = cluster_ops::condition(&c, "Degraded")?;
+        let d = resources::condition(&c, "Degraded")?;
         (d["status"] == "True" && d["message"].as_str()?.contains("refused"))
             .then(|| d["message"].as_str().unwrap_or_default().to_owned())
     })
@@ -235,12 +200,7 @@ async fn scale_up_spreads_replicas_and_scale_down_drains_first() {
     println!("3 → 2: Degraded: {refused}");
     assert_eq!(replicas(&statefulsets.get(CLUSTER).await.unwrap()), Some(3));
 
-    assert!(
-        operator.try_wait().unwrap().is_none(),
-        "the operator exited; log: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    env.operator.assert_running();
     println!("{TEST}: {:?}", started.elapsed());
-    operator.kill().await.unwrap();
-    harness.stop().await;
+    env.stop().await;
 }

@@ -1,110 +1,17 @@
-//! What the operator scenarios on real brokers share: the `Cluster` and
-//! `Topic` resources as dynamic objects, their conditions, the brokers'
-//! partition map as a real client (kcat) reads it, a broker pod's process,
-//! and the operator's own metrics.
+//! What the operator scenarios on real brokers share besides the resources
+//! themselves (`super::resources`): the brokers' partition map as a real
+//! client (kcat) reads it, a kcat round trip, a broker pod's process, and
+//! the operator's own metrics.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Api, ListParams};
 use serde::Deserialize;
 
 use super::{eventually, kcat, pod_ip, ready};
-
-/// `Cluster` objects of `ns`.
-pub fn clusters(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    skiff_api(client, ns, "Cluster")
-}
-
-/// `Topic` objects of `ns`.
-pub fn topics(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    skiff_api(client, ns, "Topic")
-}
-
-fn skiff_api(client: &kube::Client, ns: &str, kind: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("skiff.dev", "v1alpha1", kind);
-    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
-}
-
-/// The condition `type_` of a Cluster or Topic.
-pub fn condition<'a>(object: &'a DynamicObject, type_: &str) -> Option<&'a serde_json::Value> {
-    object.data["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
-/// Whether the condition `type_` is `True`.
-pub fn is_true(object: &DynamicObject, type_: &str) -> bool {
-    condition(object, type_).is_some_and(|c| c["status"] == "True")
-}
-
-/// One line about a Cluster's status, for the test's output.
-pub fn cluster_line(c: &DynamicObject) -> String {
-    let s = &c.data["status"];
-    let text = |type_: &str| {
-        condition(c, type_)
-            .map(|c| format!("{}={} ({})", type_, c["status"], c["message"]))
-            .unwrap_or_default()
-    };
-    format!(
-        "brokers {} operation {} progress {} URP {} | {} | {}",
-        s["brokersReady"],
-        s["operation"],
-        s["progress"],
-        s["underReplicatedPartitions"],
-        text("Ready"),
-        text("Degraded")
-    )
-}
-
-/// Merge-patches the spec of Cluster `name`.
-pub async fn patch_spec(api: &Api<DynamicObject>, name: &str, spec: serde_json::Value) {
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "spec": spec })),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("patching {name} with {spec}: {e}"));
-}
-
-/// Waits until Cluster `name` is `Ready=True` with `brokers` brokers, no
-/// under-replicated partitions and nothing under way.
-pub async fn wait_cluster_settled(
-    api: &Api<DynamicObject>,
-    name: &str,
-    brokers: usize,
-    limit: Duration,
-) -> DynamicObject {
-    let want = format!("{brokers}/{brokers}");
-    eventually(
-        &format!("Cluster {name} Ready and idle with {want} brokers"),
-        limit,
-        || async {
-            let c = api.get(name).await.ok()?;
-            let s = &c.data["status"];
-            (is_true(&c, "Ready")
-                && s["brokersReady"] == want.as_str()
-                && s["underReplicatedPartitions"] == 0
-                && s["operation"] == "Idle")
-                .then_some(c)
-        },
-    )
-    .await
-}
-
-/// Waits until Topic `name` is `Ready=True`.
-pub async fn wait_topic_ready(api: &Api<DynamicObject>, name: &str, limit: Duration) {
-    eventually(&format!("Topic {name} Ready"), limit, || async {
-        let t = api.get(name).await.ok()?;
-        is_true(&t, "Ready").then_some(())
-    })
-    .await;
-}
 
 /// The broker pods of Cluster `cluster`, by ordinal.
 pub async fn broker_pods(client: &kube::Client, ns: &str, cluster: &str) -> Vec<Pod> {
@@ -227,6 +134,37 @@ pub fn fully_replicated(partitions: &[PartitionMeta], rf: usize) -> bool {
                 && p.leader >= 0
                 && p.replicas.iter().all(|r| p.isr.contains(r))
         })
+}
+
+/// Produces three messages to partition 0 of `topic` with acks=all and reads
+/// them back.
+pub async fn produce_and_consume(bootstrap: &str, topic: &str) {
+    let produced = kcat(
+        &[
+            "-P", "-b", bootstrap, "-t", topic, "-p", "0", "-X", "acks=all",
+        ],
+        "one\ntwo\nthree\n",
+    )
+    .await;
+    assert_eq!(produced, "");
+    let consumed = kcat(
+        &[
+            "-C",
+            "-b",
+            bootstrap,
+            "-t",
+            topic,
+            "-p",
+            "0",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(consumed, "one\ntwo\nthree\n", "topic {topic}");
 }
 
 /// The process id of the pod's (first) container, from the node agent's

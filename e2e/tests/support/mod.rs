@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 pub mod chart;
 pub mod cluster_ops;
 pub mod operator;
+pub mod resources;
 pub mod traffic;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -179,41 +180,6 @@ pub fn has_block(root: &Path) -> bool {
 pub fn operator_binary(_sibling: &Path) -> std::path::PathBuf {
     skiff_e2e::chart::operator_binary(skiff_e2e::broker_image::Profile::Debug)
         .expect("building skiff-operator")
-}
-
-/// Installs the generated CRDs and starts `operator` against the harness's
-/// control plane, logging to `<state dir>/operator.log`.
-pub async fn start_operator(
-    harness: &Harness,
-    operator: &Path,
-    namespace: &str,
-) -> (tokio::process::Child, std::path::PathBuf) {
-    let root = skiff_e2e::broker_image::workspace_root();
-    for file in ["crds/skiff.dev_clusters.yaml", "crds/skiff.dev_topics.yaml"] {
-        let yaml = std::fs::read_to_string(root.join(file)).expect("the CRD file");
-        skiff_e2e::manifest::apply(&harness.client, &yaml, namespace)
-            .await
-            .expect("the CRDs apply");
-    }
-    let kubeconfig = harness
-        .control_plane
-        .as_ref()
-        .expect("a control plane")
-        .kubeconfig();
-    let log_path = harness.state_dir.path().join("operator.log");
-    let log = std::fs::File::create(&log_path).expect("the operator log");
-    let child = tokio::process::Command::new(operator)
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "info")
-        .args(["--metrics-addr", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::from(
-            log.try_clone().expect("a log handle"),
-        ))
-        .stderr(std::process::Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the operator starts");
-    (child, log_path)
 }
 
 /// Bound on one kcat run.

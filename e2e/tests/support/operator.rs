@@ -1,8 +1,10 @@
-//! Shared by the operator scenarios on real brokers: the `Cluster` and
-//! `Topic` APIs, condition lookups, waiting for Ready, (re)starting and
-//! killing the operator process, the brokers' DNS bootstrap, the topic as
-//! Kafka metadata shows it, and a watcher of the broker pods' readiness
-//! that records how many were down at once and which pods were replaced.
+//! Shared by the operator scenarios on real brokers: their setup (the
+//! broker and operator built, a harness running the broker image, a fresh
+//! namespace and the operator process with its CRDs: [`start_operator_env`]),
+//! (re)starting and killing the operator process, the brokers' DNS
+//! bootstrap and `/v1/status`, the topic as Kafka metadata shows it, and
+//! watchers of the broker pods' readiness (how many were down at once,
+//! which pods were replaced) and of an object's `status.progress`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,76 +13,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::{ApiResource, GroupVersionKind};
 
-use super::{Harness, eventually, ready};
-
-/// The `Cluster` objects of `ns`.
-pub fn clusters(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    custom(client, ns, "Cluster")
-}
-
-/// The `Topic` objects of `ns`.
-pub fn topics(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    custom(client, ns, "Topic")
-}
-
-fn custom(client: &kube::Client, ns: &str, kind: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("skiff.dev", "v1alpha1", kind);
-    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
-}
-
-/// The status condition `type_` of a Cluster or Topic.
-pub fn condition<'a>(object: &'a DynamicObject, type_: &str) -> Option<&'a serde_json::Value> {
-    object.data["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
-/// Whether condition `type_` is True for the object's current generation.
-pub fn is_true(object: &DynamicObject, type_: &str) -> bool {
-    let current = object.data["status"]["observedGeneration"].as_i64()
-        == object.metadata.generation
-        && object.metadata.generation.is_some();
-    current && condition(object, type_).is_some_and(|c| c["status"] == "True")
-}
-
-/// Waits until `name` in `api` is Ready=True for its current generation.
-pub async fn wait_ready(api: &Api<DynamicObject>, name: &str, limit: Duration) -> DynamicObject {
-    eventually(&format!("{name} Ready=True"), limit, || async {
-        let object = api.get(name).await.ok()?;
-        is_true(&object, "Ready").then_some(object)
-    })
-    .await
-}
-
-/// Applies `yaml` once the API server serves its kind (the CRDs take a
-/// moment after they are installed).
-pub async fn apply_when_served(client: &kube::Client, yaml: &str, ns: &str, limit: Duration) {
-    eventually("the object admitted", limit, || async {
-        skiff_e2e::manifest::apply(client, yaml, ns).await.ok()
-    })
-    .await;
-}
-
-/// A Cluster of `brokers` brokers named `name` with `config` as `spec.config`.
-pub fn cluster_yaml(name: &str, brokers: i32, config: &[(&str, &str)]) -> String {
-    let mut yaml = format!(
-        "apiVersion: skiff.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: {name}\nspec:\n  brokers: {brokers}\n  image: skiff/broker:dev\n  storage:\n    size: 1Gi\n  config:\n"
-    );
-    for (key, value) in config {
-        yaml.push_str(&format!("    {key}: \"{value}\"\n"));
-    }
-    yaml
-}
-
-/// A Topic `name` on Cluster `cluster`.
-pub fn topic_yaml(name: &str, cluster: &str, partitions: i32, replication_factor: i32) -> String {
-    format!(
-        "apiVersion: skiff.dev/v1alpha1\nkind: Topic\nmetadata:\n  name: {name}\nspec:\n  cluster: {cluster}\n  partitions: {partitions}\n  replicationFactor: {replication_factor}\n"
-    )
-}
+use super::{Harness, ready};
 
 /// The Kafka bootstrap list of a Cluster by its brokers' stable DNS names
 /// (pod addresses change when pods are recreated).
@@ -147,7 +81,7 @@ impl OperatorProcess {
 }
 
 /// Starts `binary` against the harness's control plane (CRDs must be
-/// installed, e.g. by [`super::start_operator`]), logging to `<state
+/// installed, e.g. by [`start_operator`]), logging to `<state
 /// dir>/<log_name>`. A new process means a new Lease identity, so it waits
 /// for a killed predecessor's Lease to expire, as a replacement pod would.
 pub fn spawn_operator(harness: &Harness, binary: &Path, log_name: &str) -> OperatorProcess {
@@ -275,10 +209,37 @@ pub async fn active_controller(cluster: &str, ns: &str, brokers: i32) -> Option<
     (seen.len() == 1).then(|| seen.into_iter().next()).flatten()
 }
 
+/// Installs the generated CRDs and starts `operator` against the harness's
+/// control plane, logging to `<state dir>/operator.log`.
+pub async fn start_operator(
+    harness: &Harness,
+    operator: &Path,
+    namespace: &str,
+) -> OperatorProcess {
+    let root = skiff_e2e::broker_image::workspace_root();
+    for file in ["crds/skiff.dev_clusters.yaml", "crds/skiff.dev_topics.yaml"] {
+        let yaml = std::fs::read_to_string(root.join(file)).expect("the CRD file");
+        skiff_e2e::manifest::apply(&harness.client, &yaml, namespace)
+            .await
+            .expect("the CRDs apply");
+    }
+    spawn_operator(harness, operator, "operator.log")
+}
+
 /// The debug `skiff-broker` and `skiff-operator` built, and a harness
 /// whose node runs the broker image as the broker binary; `None` when the
 /// test skips (no control plane binaries, or no root for pod DNS names).
 pub async fn start_with_real_brokers(test: &str) -> Option<(Harness, PathBuf)> {
+    start_harness(test, false).await
+}
+
+/// As [`start_with_real_brokers`], and the node also runs the chart's
+/// operator image as the built `skiff-operator`.
+pub async fn start_with_real_brokers_and_operator_image(test: &str) -> Option<(Harness, PathBuf)> {
+    start_harness(test, true).await
+}
+
+async fn start_harness(test: &str, operator_image: bool) -> Option<(Harness, PathBuf)> {
     use skiff_e2e::broker_image::{self, Profile};
 
     let binaries =
@@ -298,7 +259,51 @@ pub async fn start_with_real_brokers(test: &str) -> Option<(Harness, PathBuf)> {
     .expect("the build task");
     let mut images = skiff_e2e::node::ImageMap::default();
     images.insert(broker_image::IMAGE, &broker);
+    if operator_image {
+        images.insert(skiff_e2e::chart::OPERATOR_IMAGE, &operator);
+    }
     Some((Harness::start(binaries, images).await, operator))
+}
+
+/// An operator scenario's world: real brokers on the harness's node, a
+/// fresh namespace, and the operator process watching the control plane.
+pub struct OperatorEnv {
+    pub harness: Harness,
+    /// The harness's admin client.
+    pub client: kube::Client,
+    /// The scenario's namespace (created).
+    pub ns: String,
+    /// The operator, started by [`start_operator`].
+    pub operator: OperatorProcess,
+    /// The operator binary, to start a replacement with.
+    pub operator_bin: PathBuf,
+}
+
+/// [`start_with_real_brokers`], a namespace `<ns_prefix>-<pid>` and the
+/// operator started in it; `None` when the test skips.
+pub async fn start_operator_env(test: &str, ns_prefix: &str) -> Option<OperatorEnv> {
+    let (harness, operator_bin) = start_with_real_brokers(test).await?;
+    let client = harness.client.clone();
+    let ns = super::namespace(ns_prefix);
+    skiff_e2e::manifest::ensure_namespace(&client, &ns)
+        .await
+        .expect("the namespace");
+    let operator = start_operator(&harness, &operator_bin, &ns).await;
+    Some(OperatorEnv {
+        harness,
+        client,
+        ns,
+        operator,
+        operator_bin,
+    })
+}
+
+impl OperatorEnv {
+    /// SIGKILLs the operator, then stops the harness.
+    pub async fn stop(self) {
+        self.operator.kill().await;
+        self.harness.stop().await;
+    }
 }
 
 /// Each broker's `(state, leaders)` from `/v1/status`, by broker id (asked

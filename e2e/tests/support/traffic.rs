@@ -27,6 +27,29 @@ pub struct TrafficReport {
     pub ok: bool,
 }
 
+impl TrafficReport {
+    /// `sent=… acked=… failed=… unreported=… violations=… max_gap_s=…`.
+    pub fn figures(&self) -> String {
+        format!(
+            "sent={} acked={} failed={} unreported={} violations={} max_gap_s={}",
+            self.sent,
+            self.acked,
+            self.failed,
+            self.unreported,
+            self.violations.len(),
+            self.max_gap_s,
+        )
+    }
+
+    /// Asserts that no send failed after the client's retries, the checker
+    /// found nothing (loss, duplicates, order) and the generator reported ok.
+    pub fn assert_no_loss(&self) {
+        assert_eq!(self.failed, 0, "{self:?}");
+        assert!(self.violations.is_empty(), "{self:?}");
+        assert!(self.ok, "{self:?}");
+    }
+}
+
 /// A running traffic generator; `finish` stops it and returns its report.
 pub struct Traffic {
     child: tokio::process::Child,
@@ -36,12 +59,7 @@ pub struct Traffic {
 
 /// The venv python with confluent-kafka (`broker/tests/clients/install.sh`).
 fn clients_python() -> PathBuf {
-    let cache = std::env::var_os("SKIFF_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/skiff")
-        });
-    let python = cache.join("clients-venv/bin/python");
+    let python = skiff_e2e::controlplane::binaries::cache_dir().join("clients-venv/bin/python");
     assert!(
         python.exists(),
         "{} is missing: run broker/tests/clients/install.sh (make deps does)",
