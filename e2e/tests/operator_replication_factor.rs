@@ -179,6 +179,28 @@ async fn replication_factor_scenario(test: &str, ns_prefix: &str, kill: bool) {
             "the Topic status showed the reassignment's progress: {seen:?}"
         );
     }
+    // Each finished change is announced, as its start was.
+    let events = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .expect("the namespace's Events");
+    let finished = events
+        .items
+        .iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("ReassignmentFinished")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(TOPIC)
+        })
+        .count();
+    assert!(
+        finished >= 1,
+        "a ReassignmentFinished Event on Topic {TOPIC}; reasons seen: {:?}",
+        events
+            .items
+            .iter()
+            .map(|e| e.reason.clone())
+            .collect::<Vec<_>>()
+    );
     report.assert_no_loss();
     env.operator.assert_running();
     env.stop().await;
