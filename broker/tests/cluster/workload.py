@@ -279,7 +279,10 @@ class GroupConsumer:
     def _run(self, member: int) -> None:
         c = Consumer({**self.config, "client.id": f"member-{member}"})
         try:
-            c.subscribe([self.topic])
+            # Commit what was consumed before partitions are taken away by a
+            # rebalance (a member joining or leaving), as a Kafka consumer should:
+            # afterwards commit() has nothing assigned to commit.
+            c.subscribe([self.topic], on_revoke=lambda consumer, _: self._commit(consumer, attempts=3))
             uncommitted, last_commit = 0, time.monotonic()
             while not self._stop.is_set():
                 msg = c.poll(0.2)
