@@ -58,7 +58,7 @@ bench-storage:
 
 ## bench: Skiff and Apache Kafka side by side on this machine (median of 3 runs, min–max),
 ## with the machine's physical limits; tables and plots go to BENCHMARKS.md and e2e/bench/plots.
-## About an hour on 2 cores; run it on a quiet machine
+## About 45 minutes on 2 cores (46 min measured); run it on a quiet machine
 bench:
 	$(CARGO) build --release --locked -p skiff-broker
 	"$$(e2e/bench/install.sh)" e2e/bench/bench.py --runs 3
