@@ -180,26 +180,10 @@ async fn replication_factor_scenario(test: &str, ns_prefix: &str, kill: bool) {
         );
     }
     // Each finished change is announced, as its start was.
-    let events = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
-        .list(&Default::default())
-        .await
-        .expect("the namespace's Events");
-    let finished = events
-        .items
-        .iter()
-        .filter(|e| {
-            e.reason.as_deref() == Some("ReassignmentFinished")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(TOPIC)
-        })
-        .count();
+    let reasons = resources::event_reasons(&client, &ns, TOPIC).await;
     assert!(
-        finished >= 1,
-        "a ReassignmentFinished Event on Topic {TOPIC}; reasons seen: {:?}",
-        events
-            .items
-            .iter()
-            .map(|e| e.reason.clone())
-            .collect::<Vec<_>>()
+        reasons.iter().any(|r| r == "ReassignmentFinished"),
+        "a ReassignmentFinished Event on Topic {TOPIC}; reasons seen: {reasons:?}"
     );
     report.assert_no_loss();
     env.operator.assert_running();

@@ -165,3 +165,20 @@ pub fn cluster_line(c: &DynamicObject) -> String {
         text("Degraded")
     )
 }
+
+/// The reasons of the Events in `ns` about the object named `name`, oldest
+/// first. Events are how a test checks that a short operation happened at all:
+/// a status that showed it for less than a poll interval can be missed.
+pub async fn event_reasons(client: &kube::Client, ns: &str, name: &str) -> Vec<String> {
+    let mut events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .expect("the namespace's Events")
+        .items;
+    events.sort_by_key(|e| e.metadata.creation_timestamp.clone());
+    events
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}
