@@ -23,8 +23,9 @@ use crate::broker::Broker;
 /// Requests one connection may have in the pipeline before reading pauses.
 const MAX_IN_FLIGHT: usize = 32;
 
-/// Accepts connections until `shutdown` fires, then waits for open connections
-/// to finish their in-flight requests (they stop reading at once).
+/// Accepts connections until `shutdown` fires, then closes the listener and
+/// waits for open connections to finish their in-flight requests (they stop
+/// reading at once).
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
     loop {
@@ -42,6 +43,11 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
             }
         }
     }
+    // Refuse new connections now, rather than let the kernel complete their
+    // handshakes into a backlog nobody accepts from while in-flight requests
+    // finish: a client would wait there (measured: 500 ms in librdkafka's
+    // ApiVersions) before trying another broker.
+    drop(listener);
     tracker.close();
     tracker.wait().await;
 }
