@@ -25,6 +25,7 @@ use crate::config::BrokerConfig;
 use crate::log::StdFs;
 use crate::metadata::MetadataImage;
 use crate::replication::fetcher::{self, FetcherConfig, Followed};
+use crate::replication::lost::LostLeaders;
 use crate::replication::throttle::{self, ReplicationThrottle};
 use crate::replication::{IsrChannel, NoController, monotonic_ms};
 
@@ -92,6 +93,8 @@ pub struct ReplicaManager {
     fetchers: Mutex<HashMap<i32, FetcherHandle>>,
     /// `follower.replication.throttled.rate`, shared by every fetcher.
     throttle: Option<Arc<ReplicationThrottle>>,
+    /// Leaders whose process the fetchers found gone, before the image says so.
+    lost: Arc<LostLeaders>,
     background: Mutex<Option<JoinHandle<()>>>,
     /// Serializes `sync` calls and holds the record count of the last image
     /// applied (images are applied in order).
@@ -132,12 +135,22 @@ impl ReplicaManager {
                 config.long("follower.replication.throttled.rate"),
                 std::time::Instant::now(),
             ),
+            lost: Arc::default(),
             background: Mutex::new(None),
             sync_lock: Mutex::new(0),
             listeners: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
             config,
         }
+    }
+
+    /// The leaders whose process a fetcher found gone within the last
+    /// moments (see `replication::lost`; usually none), though the image may
+    /// still name them as leaders.
+    pub fn lost_leaders(&self) -> Vec<i32> {
+        let mut lost = self.lost.current(std::time::Instant::now());
+        lost.retain(|&l| l != self.node_id);
+        lost
     }
 
     /// Bytes fetched for replicas being moved, and how long the replication
@@ -399,6 +412,7 @@ impl ReplicaManager {
                 durability: self.options.durability,
                 max_bytes: self.config.long("message.max.bytes").max(1 << 20) as i32,
                 throttle: self.throttle.clone(),
+                lost: self.lost.clone(),
             };
             info!(leader, host = %b.host, port = b.port, "starting fetcher");
             let task = tokio::spawn(fetcher::run(config, rx, cancel.clone()));

@@ -45,11 +45,12 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::DURABLE_OFFSET_TAG;
+use super::lost::{self, LostLeaders};
 use super::throttle::ReplicationThrottle;
 use crate::config::AckDurability;
 use crate::log::BatchHeader;
 use crate::partition::{FollowerPosition, Partition};
-use crate::protocol::codec::FrameCodec;
+use crate::protocol::codec::{FrameCodec, FrameError};
 
 /// The Fetch version followers send (flexible, topic ids, replica state).
 pub const FETCH_VERSION: i16 = 16;
@@ -84,6 +85,8 @@ pub struct FetcherConfig {
     pub max_bytes: i32,
     /// The broker's replication throttle (`None`: unlimited).
     pub throttle: Option<Arc<ReplicationThrottle>>,
+    /// Where this fetcher reports that its leader's process is gone, or there.
+    pub lost: Arc<LostLeaders>,
 }
 
 /// A partition a fetcher fetches.
@@ -123,6 +126,18 @@ enum SessionError {
     Retarget,
 }
 
+impl SessionError {
+    /// The leader's process is gone: the connection was refused, reset or
+    /// closed by it (not a slow answer, a bad one, or our own retarget).
+    fn means_leader_gone(&self) -> bool {
+        match self {
+            Self::Io(e) => lost::means_gone(e.kind()),
+            Self::Closed => true,
+            Self::Timeout(_) | Self::Malformed(_) | Self::Refused(_) | Self::Retarget => false,
+        }
+    }
+}
+
 /// Runs until cancelled: connects to the leader (reconnecting with bounded
 /// backoff) and fetches the partitions in `partitions` that still follow it.
 pub async fn run(
@@ -139,6 +154,7 @@ pub async fn run(
         };
         let result = match connected {
             Ok(Ok(stream)) => {
+                config.lost.reached(config.leader);
                 let _ = stream.set_nodelay(true);
                 debug!(leader = config.leader, %addr, "fetcher connected");
                 let mut answered = false;
@@ -167,6 +183,9 @@ pub async fn run(
                 continue;
             }
             Err(e) => {
+                if e.means_leader_gone() {
+                    config.lost.lost(config.leader, std::time::Instant::now());
+                }
                 warn!(leader = config.leader, %addr, error = %e, retry_ms = backoff.as_millis() as u64, "fetcher: connection to leader failed")
             }
         }
@@ -256,6 +275,7 @@ async fn session(
         let response = match answer {
             Err(_) => return Err(SessionError::Timeout(wait)),
             Ok(None) => return Err(SessionError::Closed),
+            Ok(Some(Err(FrameError::Io(e)))) => return Err(SessionError::Io(e)),
             Ok(Some(Err(e))) => return Err(SessionError::Malformed(e.to_string())),
             Ok(Some(Ok(frame))) => decode_response(frame.freeze(), correlation_id)?,
         };

@@ -24,6 +24,7 @@ pub mod fencing;
 pub mod fetcher;
 pub mod isr;
 pub mod leader;
+pub mod lost;
 #[cfg(test)]
 mod tests;
 pub mod throttle;
