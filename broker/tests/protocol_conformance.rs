@@ -161,6 +161,19 @@ fn request(api: ApiKey, version: i16) -> RequestKind {
                 ]),
         ),
         ApiKey::DescribeCluster => R::DescribeCluster(DescribeClusterRequest::default()),
+        // Odd versions ask for everything (null), even ones for named partitions.
+        ApiKey::DescribeLogDirs => R::DescribeLogDirs(
+            DescribeLogDirsRequest::default().with_topics((version % 2 == 0).then(|| {
+                vec![
+                    describe_log_dirs_request::DescribableLogDirTopic::default()
+                        .with_topic(topic("conformance"))
+                        .with_partitions(vec![0, 99]),
+                    describe_log_dirs_request::DescribableLogDirTopic::default()
+                        .with_topic(topic("missing"))
+                        .with_partitions(vec![0]),
+                ]
+            })),
+        ),
         ApiKey::FindCoordinator => R::FindCoordinator(if version >= 4 {
             FindCoordinatorRequest::default()
                 .with_coordinator_keys(vec![StrBytes::from_static_str("g")])
@@ -468,4 +481,161 @@ async fn first_metadata_after_a_start_or_restart_lists_the_broker() {
         );
         running.shutdown().await;
     }
+}
+
+/// Sends `body` and decodes the response of `api` at `version`.
+async fn call(
+    stream: &mut TcpStream,
+    api: ApiKey,
+    version: i16,
+    body: RequestKind,
+) -> ResponseKind {
+    send_raw(stream, &encode_request(api, version, 1, &body)).await;
+    let mut frame = read_frame(stream).await.expect("answered");
+    ResponseHeader::decode(&mut frame, api.response_header_version(version))
+        .expect("response header");
+    ResponseKind::decode(api, &mut frame, version).expect("response body")
+}
+
+/// `(topic, partition, size)` of every partition in a DescribeLogDirs result.
+fn sizes(result: &describe_log_dirs_response::DescribeLogDirsResult) -> Vec<(String, i32, i64)> {
+    result
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                assert_eq!((p.offset_lag, p.is_future_key), (0, false));
+                (t.name.0.to_string(), p.partition_index, p.partition_size)
+            })
+        })
+        .collect()
+}
+
+/// DescribeLogDirs answers for this broker's replicas: its data directory
+/// (absolute) with each asked partition's log size, which is the bytes of
+/// the batches produced (not the preallocated segment file), and at v4 the
+/// volume's space.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_log_dirs_reports_the_data_dir_and_each_replica_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = start(dir.path()).await;
+    let mut stream = TcpStream::connect(running.kafka_addr)
+        .await
+        .expect("connect");
+    let RequestKind::CreateTopics(mut create) = request(ApiKey::CreateTopics, 7) else {
+        unreachable!()
+    };
+    create.topics[0].name = topic("sized");
+    call(
+        &mut stream,
+        ApiKey::CreateTopics,
+        7,
+        RequestKind::CreateTopics(create),
+    )
+    .await;
+    let batches: Vec<Vec<u8>> = (0..3)
+        .map(|i| skiff_broker::log::batch::testing::batch(5, 200, 1_000 + i))
+        .collect();
+    let produced: usize = batches.iter().map(Vec::len).sum();
+    for b in batches {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let RequestKind::Produce(mut produce) = request(ApiKey::Produce, 9) else {
+                unreachable!()
+            };
+            produce.topic_data[0].name = topic("sized");
+            produce.topic_data[0].partition_data[0].records = Some(Bytes::from(b.clone()));
+            let ResponseKind::Produce(r) = call(
+                &mut stream,
+                ApiKey::Produce,
+                9,
+                RequestKind::Produce(produce),
+            )
+            .await
+            else {
+                unreachable!()
+            };
+            let code = r.responses[0].partition_responses[0].error_code;
+            if code == 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "produce error {code}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let describe = |topics| {
+        RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(topics))
+    };
+    let ResponseKind::DescribeLogDirs(all) =
+        call(&mut stream, ApiKey::DescribeLogDirs, 4, describe(None)).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(all.error_code, 0);
+    assert_eq!(all.results.len(), 1, "one data directory");
+    let result = &all.results[0];
+    assert_eq!(result.error_code, 0);
+    assert_eq!(
+        result.log_dir.as_str(),
+        std::path::absolute(dir.path())
+            .expect("absolute")
+            .to_string_lossy()
+    );
+    let mut sized: Vec<_> = sizes(result)
+        .into_iter()
+        .filter(|(t, _, _)| t == "sized")
+        .collect();
+    sized.sort();
+    assert_eq!(
+        sized,
+        vec![
+            ("sized".to_owned(), 0, produced as i64),
+            ("sized".to_owned(), 1, 0)
+        ]
+    );
+    assert!(result.total_bytes > 0, "total {}", result.total_bytes);
+    assert!(
+        (0..=result.total_bytes).contains(&result.usable_bytes),
+        "usable {} of {}",
+        result.usable_bytes,
+        result.total_bytes
+    );
+
+    // Named partitions only; ones this broker does not hold are absent.
+    let named = vec![
+        describe_log_dirs_request::DescribableLogDirTopic::default()
+            .with_topic(topic("sized"))
+            .with_partitions(vec![1, 7]),
+        describe_log_dirs_request::DescribableLogDirTopic::default()
+            .with_topic(topic("missing"))
+            .with_partitions(vec![0]),
+    ];
+    let ResponseKind::DescribeLogDirs(some) = call(
+        &mut stream,
+        ApiKey::DescribeLogDirs,
+        1,
+        describe(Some(named)),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(sizes(&some.results[0]), vec![("sized".to_owned(), 1, 0)]);
+    let ResponseKind::DescribeLogDirs(none) = call(
+        &mut stream,
+        ApiKey::DescribeLogDirs,
+        3,
+        describe(Some(vec![])),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(none.results.len(), 1);
+    assert!(none.results[0].topics.is_empty());
+    running.shutdown().await;
 }

@@ -261,6 +261,51 @@ assert n == 40, n
     assert!(sample(&metrics, "skiff_partitions{state=\"leader\"").is_some_and(|n| n >= 1));
 }
 
+#[test]
+fn kafka_python_describe_log_dirs_reports_the_data_dir_and_replica_sizes() {
+    let python = clients_python();
+    let broker = Broker::start();
+    let bootstrap = format!("127.0.0.1:{}", broker.port);
+    let data_dir = broker.data.as_ref().expect("data dir").path().join("data");
+    // 200 values of 1000 bytes with acks=all, then DescribeLogDirs for every
+    // partition and for the one named: the replica holds at least those bytes.
+    let script = r#"
+import sys
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+bootstrap, data_dir = sys.argv[1], sys.argv[2]
+admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+admin.create_topics([NewTopic("sized", 1, 1)])
+producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+value = b"v" * 1000
+futures = [producer.send("sized", value, partition=0) for _ in range(200)]
+for f in futures:
+    f.get(timeout=30)
+producer.close()
+produced = 200 * len(value)
+for asked in (None, {"sized": [0]}):
+    answers = admin.describe_log_dirs(asked)
+    assert len(answers) == 1, answers
+    dirs = answers[0]["log_dirs"]
+    assert [d["log_dir"] for d in dirs] == [data_dir], dirs
+    assert dirs[0]["error_code"] == 0, dirs
+    sizes = {(t["name"], p["partition_index"]): p["partition_size"]
+             for t in dirs[0]["topics"] for p in t["partitions"]}
+    assert sizes.get(("sized", 0), -1) >= produced, (produced, sizes)
+    if asked is not None:
+        assert list(sizes) == [("sized", 0)], sizes
+    print("describe_log_dirs", asked, "sized-0:", sizes[("sized", 0)], "bytes for", produced, "produced")
+admin.close()
+"#;
+    let status = Command::new(python)
+        .args(["-c", script, &bootstrap])
+        .arg(&data_dir)
+        .stdin(Stdio::null())
+        .status()
+        .expect("python");
+    assert!(status.success(), "the client script failed");
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

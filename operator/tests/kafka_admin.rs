@@ -1,6 +1,7 @@
 //! The operator's Kafka admin client against a real `skiff-broker` on
 //! loopback: it creates a topic (and adopts an existing one), reads it back,
-//! adds partitions, changes and resets configs, and deletes it.
+//! adds partitions, reads their replica sizes, changes and resets configs,
+//! and deletes it.
 //!
 //! The broker binary is `$SKIFF_BROKER_BIN` or `target/debug/skiff-broker`
 //! (`cargo build -p skiff-broker`); without it the test says so and skips.
@@ -92,6 +93,26 @@ async fn kafka_admin_client_creates_reads_grows_configures_and_deletes_a_topic()
     let topic = client.describe_topic("orders").await.unwrap().unwrap();
     assert_eq!(topic.partitions.len(), 4);
     assert_eq!(topic.config, set);
+
+    // The broker opens new partitions' logs shortly after the change commits.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sizes = loop {
+        let sizes = client.describe_log_dirs().await.unwrap();
+        let orders: Vec<(i32, u64)> = sizes
+            .iter()
+            .filter(|((t, _), _)| t == "orders")
+            .map(|((_, p), bytes)| (*p, *bytes))
+            .collect();
+        if orders.len() == 4 || Instant::now() > deadline {
+            break orders;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        sizes,
+        [(0, 0), (1, 0), (2, 0), (3, 0)],
+        "nothing produced yet"
+    );
 
     let brokers: Vec<i32> = client
         .metadata(Some(&[]))

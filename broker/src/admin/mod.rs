@@ -1,5 +1,6 @@
 //! Administration: topic, partition and config APIs, DescribeCluster,
-//! FindCoordinator, and the HTTP admin endpoint (health, readiness, metrics).
+//! DescribeLogDirs, FindCoordinator, and the HTTP admin endpoint (health,
+//! readiness, metrics).
 //!
 //! Owns: turning admin requests into controller calls and responses. Must not:
 //! decide placement or validity (the controller does) or touch logs.
@@ -8,6 +9,7 @@ pub mod cluster;
 pub mod configs;
 pub mod coordinator;
 pub mod http;
+pub mod log_dirs;
 pub mod reassignments;
 pub mod safety;
 pub mod topics;

@@ -384,6 +384,40 @@ fn unclean_stop_recovers_every_appended_batch() {
     assert_eq!(read_all(&log), written);
 }
 
+/// The log size is what DescribeLogDirs and the rebalance planner see: the
+/// bytes of batches, before and after recovery, never the preallocated length.
+#[test]
+fn size_counts_batch_bytes_not_preallocated_file_space() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path(), small_config());
+    let written: u64 = append_batches(&mut log, 12, 0)
+        .iter()
+        .map(|b| b.len() as u64)
+        .sum();
+    let file_lengths = || -> u64 {
+        std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .map(|p| std::fs::metadata(p).expect("meta").len())
+            .sum()
+    };
+    assert!(log.segment_count() > 1);
+    assert_eq!(log.size_bytes(), written);
+    assert!(
+        file_lengths() > written,
+        "the active segment is preallocated"
+    );
+    drop(log); // unclean: recovery finds where the batches end
+    let (mut log, report) = open(dir.path(), small_config());
+    assert!(!report.clean);
+    assert_eq!(log.size_bytes(), written);
+    log.close().expect("close");
+    let (log, report) = open(dir.path(), small_config());
+    assert!(report.clean);
+    assert_eq!(log.size_bytes(), written);
+}
+
 #[test]
 fn damaged_index_is_rebuilt_on_open() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -161,6 +161,11 @@ impl ReplicaManager {
             .map_or((0, Duration::ZERO), |t| t.totals(std::time::Instant::now()))
     }
 
+    /// The directory holding every partition's log (`--data-dir`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// The partition `topic`-`index`, if this broker hosts it.
     pub fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         let map = self

@@ -1117,7 +1117,7 @@ impl Partition {
         self.lock().producers.summaries()
     }
 
-    /// Bytes on disk.
+    /// Bytes of record batches in the log (preallocated file space not counted).
     pub fn size_bytes(&self) -> u64 {
         self.lock().log.size_bytes()
     }

@@ -176,6 +176,9 @@ async fn route(
         R::IncrementalAlterConfigs(req) => Reply::now(S::IncrementalAlterConfigs(
             admin::configs::incremental_alter_configs(broker, req, version).await,
         )),
+        R::DescribeLogDirs(req) => Reply::now(S::DescribeLogDirs(
+            admin::log_dirs::describe_log_dirs(broker, req, version),
+        )),
         R::DescribeCluster(req) => Reply::now(S::DescribeCluster(
             admin::cluster::describe_cluster(broker, req, version),
         )),

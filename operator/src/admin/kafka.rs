@@ -1,11 +1,13 @@
 //! A small Kafka admin client: one TCP connection to one broker, requests
 //! encoded and responses decoded with the `kafka-protocol` crate, versions
 //! negotiated with ApiVersions. Used for topics (Metadata, CreateTopics,
-//! CreatePartitions, DescribeConfigs, IncrementalAlterConfigs, DeleteTopics)
-//! and reassignments (AlterPartitionReassignments, ListPartitionReassignments).
+//! CreatePartitions, DescribeConfigs, IncrementalAlterConfigs, DeleteTopics),
+//! reassignments (AlterPartitionReassignments, ListPartitionReassignments)
+//! and replica sizes (DescribeLogDirs).
 //!
 //! Requests go to whichever broker the connection reaches; like KRaft
 //! brokers, Skiff brokers forward controller-bound requests themselves.
+//! DescribeLogDirs is the exception: a broker answers it for itself only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -25,13 +27,14 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest, BrokerId,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataRequest,
-    MetadataResponse, RequestHeader, ResponseHeader, TopicName,
+    DescribeLogDirsRequest, IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest,
+    MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::plan::rebalance::ReplicaSizes;
 use crate::plan::topic::{ObservedTopic, PartitionState};
 
 /// Bound on one request/response exchange.
@@ -404,6 +407,39 @@ impl KafkaAdmin {
                 })
             })
             .collect())
+    }
+
+    /// Sizes of the replicas the connected broker holds (every partition of
+    /// every log directory). Replicas being copied between directories of the
+    /// broker (future replicas) are left out; a directory the broker reports
+    /// with an error (offline) lists nothing.
+    pub async fn describe_log_dirs(&mut self) -> Result<ReplicaSizes, KafkaError> {
+        // A null topic list asks for every partition.
+        let request = DescribeLogDirsRequest::default().with_topics(None);
+        let response = self.send(request).await?;
+        if response.error_code != 0 {
+            return Err(broker_error(
+                ApiKey::DescribeLogDirs,
+                &self.addr,
+                response.error_code,
+                None,
+            ));
+        }
+        let mut sizes = ReplicaSizes::new();
+        for dir in response.results {
+            if dir.error_code != 0 {
+                tracing::debug!(addr = %self.addr, log_dir = %dir.log_dir, error_code = dir.error_code, "log directory reported with an error");
+            }
+            for topic in dir.topics {
+                for p in topic.partitions.iter().filter(|p| !p.is_future_key) {
+                    sizes.insert(
+                        (topic.name.0.to_string(), p.partition_index),
+                        u64::try_from(p.partition_size).unwrap_or(0),
+                    );
+                }
+            }
+        }
+        Ok(sizes)
     }
 
     /// Creates a topic; one that already exists counts as created (adopted).

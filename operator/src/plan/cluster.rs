@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::Planned;
-use super::rebalance::{self, Placement, RebalanceInput};
+use super::rebalance::{self, Placement, RebalanceInput, ReplicaSizes};
 use super::recovery::{self, BrokerHealth, RecoveryInput};
 use super::roll::{self, BrokerPod, RollAction, RollInput, RollPlan, Safety};
 use super::scale_down::{self, Moves, Replicas, ScaleDownAction, ScaleDownInput};
@@ -93,6 +93,10 @@ pub struct ClusterObservation {
     pub now: Option<Timestamp>,
     /// Brokers with their racks (read with `partitions`).
     pub brokers: Vec<rebalance::Broker>,
+    /// Replica sizes by the broker that reported them (read with
+    /// `partitions` when a rebalance may be due). A broker that did not
+    /// answer is absent; partitions nobody reported count as empty.
+    pub replica_sizes: BTreeMap<i32, ReplicaSizes>,
     /// Rebalance now: `mode: auto`, or `manual` with the annotation.
     pub rebalance_requested: bool,
     /// `spec.rebalance.imbalanceThresholdPercent`.
@@ -316,13 +320,17 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
             .cloned()
             .collect();
         if !recovering && all_ready {
+            let sizes = rebalance::partition_sizes(o.replica_sizes.values());
             let placements: Vec<Placement> = partitions
                 .iter()
                 .map(|p| Placement {
                     topic: p.topic.clone(),
                     partition: p.partition,
                     replicas: p.replicas.clone(),
-                    bytes: 0,
+                    bytes: sizes
+                        .get(&(p.topic.clone(), p.partition))
+                        .copied()
+                        .unwrap_or(0),
                 })
                 .collect();
             if let Some(Planned { action, reason }) = rebalance::plan(&RebalanceInput {
@@ -862,6 +870,60 @@ mod tests {
             "{p:?}"
         );
         assert_eq!(p.operation, operation::REBALANCING);
+    }
+
+    #[test]
+    fn a_rebalance_moves_the_partitions_the_brokers_report_smallest() {
+        // Brokers 0 and 1 hold both replicas of four partitions; broker 2 is
+        // new. Partitions 1 and 2 are small; 3 is large although broker 0,
+        // a follower far behind, reports 10 bytes of it (the largest report
+        // counts).
+        let mut o = observation((0..3).map(|i| pod(i, "r2", true)).collect());
+        o.max_moves_in_flight = 10;
+        o.imbalance_threshold_percent = 10;
+        o.rebalance_requested = true;
+        o.brokers = (0..3)
+            .map(|id| rebalance::Broker { id, rack: None })
+            .collect();
+        o.partitions = Some(
+            (0..4)
+                .map(|i| Replicas {
+                    topic: "t".into(),
+                    partition: i,
+                    replicas: if i < 2 { vec![0, 1] } else { vec![1, 0] },
+                })
+                .collect(),
+        );
+        let key = |p: i32| ("t".to_owned(), p);
+        o.replica_sizes = BTreeMap::from([
+            (
+                0,
+                ReplicaSizes::from([
+                    (key(0), 5 << 30),
+                    (key(1), 1 << 10),
+                    (key(2), 2 << 10),
+                    (key(3), 10),
+                ]),
+            ),
+            (
+                1,
+                ReplicaSizes::from([(key(2), 1 << 10), (key(3), 3 << 30)]),
+            ),
+        ]);
+        let p = plan(&o);
+        let ClusterAction::Reassign(moves) = &p.actions[1].action else {
+            panic!("{p:?}")
+        };
+        let moved: BTreeSet<i32> = moves.keys().map(|(_, p)| *p).collect();
+        assert_eq!(moved, BTreeSet::from([1, 2]), "{moves:?}");
+        // Without sizes (no broker answered) every partition counts as empty
+        // and the tie goes by position.
+        o.replica_sizes.clear();
+        let ClusterAction::Reassign(moves) = &plan(&o).actions[1].action else {
+            panic!()
+        };
+        let moved: BTreeSet<i32> = moves.keys().map(|(_, p)| *p).collect();
+        assert_ne!(moved, BTreeSet::from([1, 2]), "{moves:?}");
     }
 
     #[test]

@@ -36,6 +36,23 @@ pub struct Placement {
     pub bytes: u64,
 }
 
+/// Replica sizes as one broker reports them: (topic, partition) → bytes.
+pub type ReplicaSizes = BTreeMap<(String, i32), u64>;
+
+/// The size of each partition: the largest any of its replicas reports (a
+/// follower that lags or is still being filled holds less than the
+/// partition has). Partitions no broker reported are absent.
+pub fn partition_sizes<'a>(reports: impl IntoIterator<Item = &'a ReplicaSizes>) -> ReplicaSizes {
+    let mut sizes = ReplicaSizes::new();
+    for report in reports {
+        for (key, bytes) in report {
+            let size = sizes.entry(key.clone()).or_default();
+            *size = (*size).max(*bytes);
+        }
+    }
+    sizes
+}
+
 /// Everything the rebalance decision depends on.
 #[derive(Debug, Clone, Copy)]
 pub struct RebalanceInput<'a> {
@@ -301,6 +318,72 @@ mod tests {
             let racks: BTreeSet<_> = p.replicas.iter().map(|r| rack_of(&b, *r)).collect();
             assert_eq!(racks.len(), p.replicas.len(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn the_smallest_follower_replicas_move_and_the_large_ones_stay() {
+        // Brokers 0 and 1 hold every replica, broker 2 none. Two partitions
+        // are large; the small ones are moved.
+        let b = brokers(3, 0);
+        let sized = |p: i32, replicas: &[i32], bytes: u64| Placement {
+            bytes,
+            ..placement(p, replicas)
+        };
+        let p = vec![
+            sized(0, &[0, 1], 5 << 30),
+            sized(1, &[0, 1], 1 << 10),
+            sized(2, &[1, 0], 2 << 10),
+            sized(3, &[1, 0], 3 << 30),
+        ];
+        let input = RebalanceInput {
+            brokers: &b,
+            partitions: &p,
+            threshold_percent: 10,
+            max_moves: 10,
+        };
+        let planned = plan(&input).unwrap();
+        let moved: BTreeSet<i32> = planned.action.keys().map(|(_, p)| *p).collect();
+        assert_eq!(moved, BTreeSet::from([1, 2]), "{:?}", planned.action);
+        for target in planned.action.values() {
+            assert!(target.contains(&2), "{:?}", planned.action);
+        }
+        // The same cluster with the sizes swapped moves the other two.
+        let swapped: Vec<Placement> = p
+            .iter()
+            .map(|q| Placement {
+                bytes: if q.bytes > 1 << 20 { 1 << 10 } else { 5 << 30 },
+                ..q.clone()
+            })
+            .collect();
+        let planned = plan(&RebalanceInput {
+            partitions: &swapped,
+            ..input
+        })
+        .unwrap();
+        let moved: BTreeSet<i32> = planned.action.keys().map(|(_, p)| *p).collect();
+        assert_eq!(moved, BTreeSet::from([0, 3]), "{:?}", planned.action);
+    }
+
+    #[test]
+    fn a_partition_is_as_large_as_its_largest_replica() {
+        let report = |entries: &[(&str, i32, u64)]| -> ReplicaSizes {
+            entries
+                .iter()
+                .map(|(t, p, b)| ((t.to_string(), *p), *b))
+                .collect()
+        };
+        // Broker 0 leads a-0 and follows b-0; broker 1 follows a-0 (lagging)
+        // and leads b-0; broker 2 (a new follower of a-0) is half filled.
+        let reports = [
+            report(&[("a", 0, 900), ("b", 0, 40)]),
+            report(&[("a", 0, 700), ("b", 0, 50), ("a", 1, 10)]),
+            report(&[("a", 0, 450)]),
+        ];
+        assert_eq!(
+            partition_sizes(&reports),
+            report(&[("a", 0, 900), ("a", 1, 10), ("b", 0, 50)])
+        );
+        assert!(partition_sizes(&[]).is_empty());
     }
 
     proptest! {

@@ -1,8 +1,10 @@
 //! Reconcile of a `Cluster`: observe its StatefulSet, pods, claims and
-//! brokers; plan with [`crate::plan::cluster`]; apply; write status.
+//! brokers (status, partitions, replica sizes); plan with
+//! [`crate::plan::cluster`]; apply; write status.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service, ServiceAccount};
@@ -24,6 +26,7 @@ use crate::crd::broker_config;
 use crate::crd::cluster::{REBALANCE_ANNOTATION, RebalanceMode};
 use crate::plan::Planned;
 use crate::plan::cluster::{self as planner, ClusterAction, ClusterObservation, StatefulSetState};
+use crate::plan::rebalance::ReplicaSizes;
 use crate::plan::recovery::{self, BrokerHealth, RecoveryInput};
 use crate::plan::roll::{BrokerPod, DrainState, RollAction};
 
@@ -245,8 +248,52 @@ async fn observe(
                 }
             }
         }
+        if observed.input.partitions.is_some() && (rebalance_requested || anyone_empty) {
+            // The rebalance moves the smallest replicas first.
+            observed.input.replica_sizes = read_replica_sizes(c, &observed).await;
+        }
     }
     Ok(observed)
+}
+
+/// How long observe waits for one broker's replica sizes.
+const SIZES_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Replica sizes from every Ready broker, asked at once (each answers for
+/// its own replicas). A broker that does not answer in time is left out and
+/// the reconcile goes on: partitions no other replica reports count as empty
+/// this pass.
+async fn read_replica_sizes(
+    c: &ClusterRef<'_>,
+    observed: &Observed,
+) -> BTreeMap<i32, ReplicaSizes> {
+    let asks = observed
+        .pods
+        .iter()
+        .filter(|(_, pod)| pod_ready(pod))
+        .filter_map(|(id, pod)| Some((*id, admin_addr(pod, c.spec.listeners.kafka_port)?)))
+        .map(|(id, addr)| async move {
+            let ask = async {
+                let mut admin = KafkaAdmin::connect(&addr).await?;
+                admin.describe_log_dirs().await
+            };
+            match tokio::time::timeout(SIZES_TIMEOUT, ask).await {
+                Ok(Ok(sizes)) => Some((id, sizes)),
+                Ok(Err(e)) => {
+                    tracing::debug!(broker = id, error = %e, "no replica sizes from this broker");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(broker = id, timeout = ?SIZES_TIMEOUT, "no replica sizes from this broker in time");
+                    None
+                }
+            }
+        });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 type PartitionMap = (
