@@ -231,6 +231,20 @@ mod tests {
             .collect()
     }
 
+    fn input<'a>(
+        brokers: &'a [Broker],
+        partitions: &'a [Placement],
+        threshold_percent: u32,
+        max_moves: usize,
+    ) -> RebalanceInput<'a> {
+        RebalanceInput {
+            brokers,
+            partitions,
+            threshold_percent,
+            max_moves,
+        }
+    }
+
     fn placement(p: i32, replicas: &[i32]) -> Placement {
         Placement {
             topic: "t".into(),
@@ -261,12 +275,7 @@ mod tests {
             placement(1, &[1, 2]),
             placement(2, &[2, 0]),
         ];
-        let input = RebalanceInput {
-            brokers: &b,
-            partitions: &p,
-            threshold_percent: 10,
-            max_moves: 10,
-        };
+        let input = input(&b, &p, 10, 10);
         assert_eq!(plan(&input), None);
     }
 
@@ -277,12 +286,7 @@ mod tests {
         let p: Vec<Placement> = (0..6)
             .map(|i| placement(i, &[i % 3, (i + 1) % 3, (i + 2) % 3]))
             .collect();
-        let input = RebalanceInput {
-            brokers: &b,
-            partitions: &p,
-            threshold_percent: 10,
-            max_moves: 100,
-        };
+        let input = input(&b, &p, 10, 100);
         let planned = plan(&input).unwrap();
         let after = replica_counts(&b, &apply(&p, &planned.action));
         let (min, max) = (after.values().min().unwrap(), after.values().max().unwrap());
@@ -307,12 +311,7 @@ mod tests {
             placement(2, &[0, 1]),
             placement(3, &[2, 1]),
         ];
-        let input = RebalanceInput {
-            brokers: &b,
-            partitions: &p,
-            threshold_percent: 10,
-            max_moves: 10,
-        };
+        let input = input(&b, &p, 10, 10);
         let planned = plan(&input).unwrap();
         for p in apply(&p, &planned.action) {
             let racks: BTreeSet<_> = p.replicas.iter().map(|r| rack_of(&b, *r)).collect();
@@ -335,12 +334,7 @@ mod tests {
             sized(2, &[1, 0], 2 << 10),
             sized(3, &[1, 0], 3 << 30),
         ];
-        let input = RebalanceInput {
-            brokers: &b,
-            partitions: &p,
-            threshold_percent: 10,
-            max_moves: 10,
-        };
+        let input = input(&b, &p, 10, 10);
         let planned = plan(&input).unwrap();
         let moved: BTreeSet<i32> = planned.action.keys().map(|(_, p)| *p).collect();
         assert_eq!(moved, BTreeSet::from([1, 2]), "{:?}", planned.action);
@@ -400,7 +394,7 @@ mod tests {
             let p: Vec<Placement> = (0..partitions)
                 .map(|i| placement(i, &(0..rf as i32).map(|k| (i * skew.max(1) % n + k) % n).collect::<Vec<_>>()))
                 .collect();
-            let input = RebalanceInput { brokers: &b, partitions: &p, threshold_percent: 0, max_moves };
+            let input = input(&b, &p, 0, max_moves);
             if let Some(planned) = plan(&input) {
                 prop_assert!(planned.action.len() <= max_moves);
                 let after = apply(&p, &planned.action);
