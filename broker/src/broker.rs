@@ -600,8 +600,8 @@ impl RunningBroker {
         self.shutdown.cancel();
         // Before waiting on in-flight requests: a JoinGroup or SyncGroup is
         // parked for up to the group's rebalance timeout, and shutting the
-        // coordinator answers it NOT_COORDINATOR now (measured: a single
-        // broker's SIGTERM once took 6 s waiting on one).
+        // coordinator answers it NOT_COORDINATOR now (measured: with a
+        // JoinGroup parked, SIGTERM took the 10 s in-flight limit).
         self.broker.groups.shutdown();
         let server = self
             .kafka_server
