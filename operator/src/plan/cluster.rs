@@ -845,14 +845,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_requested_rebalance_moves_replicas_onto_empty_brokers() {
-        let mut o = observation((0..4).map(|i| pod(i, "r2", true)).collect());
+    /// `n` ready brokers that may take up to 10 moves at a 10% threshold.
+    fn rebalance_observation(n: i32) -> ClusterObservation {
+        let mut o = observation((0..n).map(|i| pod(i, "r2", true)).collect());
         o.max_moves_in_flight = 10;
         o.imbalance_threshold_percent = 10;
-        o.brokers = (0..4)
+        o.brokers = (0..n)
             .map(|id| rebalance::Broker { id, rack: None })
             .collect();
+        o
+    }
+
+    #[test]
+    fn a_requested_rebalance_moves_replicas_onto_empty_brokers() {
+        let mut o = rebalance_observation(4);
         o.partitions = Some(
             (0..3)
                 .map(|i| Replicas {
@@ -878,13 +884,8 @@ mod tests {
         // new. Partitions 1 and 2 are small; 3 is large although broker 0,
         // a follower far behind, reports 10 bytes of it (the largest report
         // counts).
-        let mut o = observation((0..3).map(|i| pod(i, "r2", true)).collect());
-        o.max_moves_in_flight = 10;
-        o.imbalance_threshold_percent = 10;
+        let mut o = rebalance_observation(3);
         o.rebalance_requested = true;
-        o.brokers = (0..3)
-            .map(|id| rebalance::Broker { id, rack: None })
-            .collect();
         o.partitions = Some(
             (0..4)
                 .map(|i| Replicas {
