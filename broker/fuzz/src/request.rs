@@ -361,8 +361,10 @@ impl Harness {
             Some(Ok(None)) => {
                 self.stats.no_response.fetch_add(1, Relaxed);
             }
-            Some(Ok(Some(body))) => {
+            Some(Ok(Some(outgoing))) => {
                 self.stats.answered.fetch_add(1, Relaxed);
+                // Record batches sent from segment files are read in here.
+                let body = outgoing.into_bytes().expect("response's file ranges read");
                 if let (Some((api, version)), Some(cid)) = (check, correlation_id) {
                     check_response(api, version, cid, body);
                 }

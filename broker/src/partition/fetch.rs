@@ -7,6 +7,10 @@
 //! and is answered a diverging epoch when its log went astray.
 //! Fetch sessions (KIP-227) are declined (session id 0), which clients accept
 //! by sending full fetch requests.
+//!
+//! Record batches are not read into memory: the response carries stand-ins
+//! for them, and the connection sends the file ranges with `sendfile(2)`
+//! (`protocol::outgoing`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +28,10 @@ use uuid::Uuid;
 
 use super::{FetchRefusal, FollowerFetch, ReadResult, ReplicaManager};
 use crate::broker::Broker;
-use crate::log::ReadError;
+use crate::log::{LogSlice, ReadError};
 use crate::metadata::MetadataImage;
 use crate::protocol::dispatch::{Reply, text};
+use crate::protocol::outgoing;
 use crate::replication::DURABLE_OFFSET_TAG;
 
 /// What fetches are served from.
@@ -35,6 +40,17 @@ pub struct FetchContext {
     pub replicas: Arc<ReplicaManager>,
     /// Bytes returned, by topic.
     pub bytes_out: Option<IntCounterVec>,
+    /// Leave record batches in their files, to be sent from there (the
+    /// listener); otherwise they are read into the response.
+    pub send_files: bool,
+}
+
+/// A fetch's answer: the response, and the file ranges its records fields
+/// stand in for, in the order they appear in it (empty unless `send_files`).
+#[derive(Debug)]
+pub struct Fetched {
+    pub response: FetchResponse,
+    pub files: Vec<LogSlice>,
 }
 
 /// One partition a fetch asks for.
@@ -67,10 +83,29 @@ fn with_offsets(pd: PartitionData, r: &ReadResult) -> PartitionData {
         .with_log_start_offset(r.log_start_offset)
 }
 
+/// The records field for `slice`: a stand-in for the file range (which goes
+/// into `files`), or the bytes read from it.
+fn records(ctx: &FetchContext, slice: &LogSlice, files: &mut Vec<LogSlice>) -> Bytes {
+    if ctx.send_files
+        && slice.file.fd().is_some()
+        && let Some(stand_in) = outgoing::stand_in(slice.len)
+    {
+        files.push(slice.clone());
+        return stand_in;
+    }
+    let mut buf = Vec::with_capacity(slice.len);
+    match slice.read_into(&mut buf) {
+        Ok(()) => Bytes::from(buf),
+        Err(_) => Bytes::new(),
+    }
+}
+
 /// Reads every wanted partition. `first`: this is the request's first read,
 /// whose follower progress counts (re-reads of a parked fetch do not).
-fn read_all(ctx: &FetchContext, plan: &Plan, first: bool) -> (FetchResponse, usize) {
+/// Returns the answer and the bytes of records in it.
+fn read_all(ctx: &FetchContext, plan: &Plan, first: bool) -> (Fetched, usize) {
     let mut total = 0usize;
+    let mut files = Vec::new();
     let mut responses = Vec::with_capacity(plan.topics.len());
     for (name, id, parts) in &plan.topics {
         let mut partitions = Vec::with_capacity(parts.len());
@@ -124,13 +159,7 @@ fn read_all(ctx: &FetchContext, plan: &Plan, first: bool) -> (FetchResponse, usi
                 Ok(r) => {
                     pd = with_offsets(pd, &r);
                     let records = match &r.slice {
-                        Some(slice) => {
-                            let mut buf = Vec::with_capacity(slice.len);
-                            match slice.read_into(&mut buf) {
-                                Ok(()) => Bytes::from(buf),
-                                Err(_) => Bytes::new(),
-                            }
-                        }
+                        Some(slice) => records(ctx, slice, &mut files),
                         None => Bytes::new(),
                     };
                     total += records.len();
@@ -167,12 +196,10 @@ fn read_all(ctx: &FetchContext, plan: &Plan, first: bool) -> (FetchResponse, usi
         }
         responses.push(topic);
     }
-    (
-        FetchResponse::default()
-            .with_responses(responses)
-            .with_session_id(0),
-        total,
-    )
+    let response = FetchResponse::default()
+        .with_responses(responses)
+        .with_session_id(0);
+    (Fetched { response, files }, total)
 }
 
 /// Skiff's durable-offset extension of a follower's fetch partition, if sent.
@@ -187,10 +214,12 @@ pub fn fetch(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
     let ctx = FetchContext {
         replicas: broker.replicas.clone(),
         bytes_out: Some(broker.metrics.bytes_out.clone()),
+        send_files: true,
     };
+    let answer = |f: Fetched| (ResponseKind::Fetch(f.response), f.files);
     match handle(ctx, &broker.image(), req, version) {
-        Ok(response) => Reply::now(ResponseKind::Fetch(response)),
-        Err(later) => Reply::Later(later.map(ResponseKind::Fetch).boxed()),
+        Ok(fetched) => Reply::Files(futures::future::ready(answer(fetched)).boxed()),
+        Err(later) => Reply::Files(later.map(answer).boxed()),
     }
 }
 
@@ -200,7 +229,7 @@ pub fn handle(
     image: &MetadataImage,
     req: FetchRequest,
     version: i16,
-) -> Result<FetchResponse, BoxFuture<'static, FetchResponse>> {
+) -> Result<Fetched, BoxFuture<'static, Fetched>> {
     let replica_id = if version >= 15 {
         req.replica_state.replica_id.0
     } else {
@@ -208,9 +237,12 @@ pub fn handle(
     };
     if req.session_id != 0 {
         // We never hand out sessions, so a non-zero id is not ours.
-        return Ok(FetchResponse::default()
-            .with_error_code(70)
-            .with_session_id(0));
+        return Ok(Fetched {
+            response: FetchResponse::default()
+                .with_error_code(70)
+                .with_session_id(0),
+            files: Vec::new(),
+        });
     }
     let topics = req
         .topics
@@ -258,13 +290,14 @@ pub fn handle(
         replica: (replica_id >= 0).then_some(replica_id),
         version,
     };
-    let (response, bytes) = read_all(&ctx, &plan, true);
-    let has_error = response
+    let (fetched, bytes) = read_all(&ctx, &plan, true);
+    let has_error = fetched
+        .response
         .responses
         .iter()
         .any(|t| t.partitions.iter().any(|p| p.error_code != 0));
     if bytes >= plan.min_bytes.max(1) || req.max_wait_ms <= 0 || has_error {
-        return Ok(response);
+        return Ok(fetched);
     }
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms as u64);
     Err(async move {
@@ -291,9 +324,9 @@ pub fn handle(
                 watches.swap_remove(i);
                 continue;
             }
-            let (response, bytes) = read_all(&ctx, &plan, false);
+            let (fetched, bytes) = read_all(&ctx, &plan, false);
             if bytes >= plan.min_bytes.max(1) || Instant::now() >= deadline {
-                return response;
+                return fetched;
             }
         }
         read_all(&ctx, &plan, false).0

@@ -11,7 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{
@@ -21,10 +21,12 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tracing::{debug, warn};
 
+use super::outgoing::{HoleyBuf, Outgoing};
 use super::versions;
 use crate::admin;
 use crate::broker::Broker;
 use crate::group::ClientInfo;
+use crate::log::LogSlice;
 use crate::metadata::api as metadata_api;
 use crate::partition::{fetch, list_offsets, produce};
 use crate::producer::api as producer_api;
@@ -33,7 +35,7 @@ use crate::producer::api as producer_api;
 #[allow(missing_debug_implementations)] // holds futures
 pub enum Dispatched {
     /// Write the response the future yields (`None`: close the connection).
-    Respond(BoxFuture<'static, Option<Bytes>>),
+    Respond(BoxFuture<'static, Option<Outgoing>>),
     /// No response (produce with acks=0).
     Nothing,
     /// Close the connection; the reason is logged.
@@ -45,6 +47,9 @@ pub enum Dispatched {
 pub enum Reply {
     Now(Box<ResponseKind>),
     Later(BoxFuture<'static, ResponseKind>),
+    /// A response (now or later) whose records fields stand in for these
+    /// file ranges, in order, to be sent from the files (Fetch).
+    Files(BoxFuture<'static, (ResponseKind, Vec<LogSlice>)>),
     None,
 }
 
@@ -82,6 +87,7 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: SocketAddr) 
                 0,
                 correlation_id,
                 ResponseKind::ApiVersions(response),
+                Vec::new(),
             ));
         }
         return Dispatched::Close(format!(
@@ -121,23 +127,24 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: SocketAddr) 
     let reply = route(broker, request, version, client).await;
     let metrics = broker.metrics.clone();
     let api_name = format!("{api:?}");
-    let finish = move |response: ResponseKind| {
+    let finish = move |(response, files): (ResponseKind, Vec<LogSlice>)| {
         metrics
             .request_seconds
             .with_label_values(&[&api_name])
             .observe(started.elapsed().as_secs_f64());
         metrics.requests.with_label_values(&[&api_name, "ok"]).inc();
-        encode(api, version, correlation_id, response)
+        encode(api, version, correlation_id, response, files)
     };
     match reply {
-        Reply::Now(response) => respond_now(finish(*response)),
-        Reply::Later(fut) => Dispatched::Respond(fut.map(finish).boxed()),
+        Reply::Now(response) => respond_now(finish((*response, Vec::new()))),
+        Reply::Later(fut) => Dispatched::Respond(fut.map(move |r| finish((r, Vec::new()))).boxed()),
+        Reply::Files(fut) => Dispatched::Respond(fut.map(finish).boxed()),
         Reply::None => Dispatched::Nothing,
     }
 }
 
-fn respond_now(bytes: Option<Bytes>) -> Dispatched {
-    Dispatched::Respond(futures::future::ready(bytes).boxed())
+fn respond_now(response: Option<Outgoing>) -> Dispatched {
+    Dispatched::Respond(futures::future::ready(response).boxed())
 }
 
 async fn route(
@@ -280,15 +287,27 @@ fn api_versions(_req: &ApiVersionsRequest) -> ApiVersionsResponse {
     api_versions_response(0)
 }
 
-/// Encodes header and body; an encoding failure is a bug, logged, and closes the connection.
-fn encode(api: ApiKey, version: i16, correlation_id: i32, response: ResponseKind) -> Option<Bytes> {
-    let mut buf = BytesMut::with_capacity(256);
+/// Encodes header and body, leaving `files` where their stand-ins are; an
+/// encoding failure is a bug, logged, and closes the connection.
+fn encode(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: ResponseKind,
+    files: Vec<LogSlice>,
+) -> Option<Outgoing> {
+    let mut buf = HoleyBuf::with_capacity(256);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let result = header
+    let encoded = header
         .encode(&mut buf, api.response_header_version(version))
-        .and_then(|()| response.encode(&mut buf, version));
+        .and_then(|()| match &response {
+            // Only fetches carry stand-ins; `ResponseKind::encode` wants a `BytesMut`.
+            ResponseKind::Fetch(fetch) => fetch.encode(&mut buf, version),
+            other => other.encode(buf.bytes_mut(), version),
+        });
+    let result = encoded.and_then(|()| buf.finish(files).map_err(anyhow::Error::msg));
     match result {
-        Ok(()) => Some(buf.freeze()),
+        Ok(outgoing) => Some(outgoing),
         Err(e) => {
             warn!(?api, version, error = %e, "could not encode response; closing connection");
             None

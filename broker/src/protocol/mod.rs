@@ -4,5 +4,6 @@
 
 pub mod codec;
 pub mod dispatch;
+pub mod outgoing;
 pub mod server;
 pub mod versions;

@@ -6,10 +6,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::codec::FrameCodec;
 use super::dispatch::{Dispatched, dispatch};
+use super::outgoing::Outgoing;
 use crate::broker::Broker;
 
 /// Requests one connection may have in the pipeline before reading pauses.
@@ -63,7 +62,7 @@ async fn connection(
     let max = broker.config.long("socket.request.max.bytes") as usize;
     let (reader, mut writer) = stream.into_split();
     let mut frames = FramedRead::new(reader, FrameCodec::new(max));
-    let mut pending: FuturesOrdered<futures::future::BoxFuture<'static, Option<Bytes>>> =
+    let mut pending: FuturesOrdered<futures::future::BoxFuture<'static, Option<Outgoing>>> =
         FuturesOrdered::new();
     let mut reading = true;
     loop {
@@ -87,9 +86,8 @@ async fn connection(
                 None => reading = false,
             },
             Some(response) = pending.next() => match response {
-                Some(bytes) => {
-                    let len = (bytes.len() as u32).to_be_bytes();
-                    if let Err(e) = write_frame(&mut writer, &len, &bytes).await {
+                Some(outgoing) => {
+                    if let Err(e) = outgoing.write_frame(&mut writer).await {
                         debug!(%peer, error = %e, "write failed");
                         break;
                     }
@@ -104,23 +102,6 @@ async fn connection(
     }
     broker.metrics.connections.dec();
     debug!(%peer, "connection closed");
-}
-
-async fn write_frame(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
-    len: &[u8; 4],
-    body: &[u8],
-) -> std::io::Result<()> {
-    // One write for small responses; two for large ones rather than copying.
-    if body.len() < 64 * 1024 {
-        let mut buf = Vec::with_capacity(4 + body.len());
-        buf.extend_from_slice(len);
-        buf.extend_from_slice(body);
-        writer.write_all(&buf).await
-    } else {
-        writer.write_all(len).await?;
-        writer.write_all(body).await
-    }
 }
 
 /// Binds the Kafka listener.

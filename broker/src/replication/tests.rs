@@ -123,12 +123,14 @@ async fn serve(
                 let ctx = FetchContext {
                     replicas: manager.clone(),
                     bytes_out: None,
+                    send_files: false,
                 };
                 let current = image.lock().unwrap_or_else(PoisonError::into_inner).clone();
                 let response = match fetch::handle(ctx, &current, req, version) {
                     Ok(r) => r,
                     Err(later) => later.await,
-                };
+                }
+                .response;
                 let mut buf = BytesMut::new();
                 buf.extend_from_slice(&[0; 4]);
                 ResponseHeader::default()
@@ -549,6 +551,7 @@ async fn answer(
     let ctx = FetchContext {
         replicas: node.manager.clone(),
         bytes_out: None,
+        send_files: false,
     };
     let current = node
         .image
@@ -558,7 +561,8 @@ async fn answer(
     let response = match fetch::handle(ctx, &current, req, 16) {
         Ok(r) => r,
         Err(later) => later.await,
-    };
+    }
+    .response;
     response.responses[0].partitions[0].clone()
 }
 
@@ -627,6 +631,7 @@ async fn leader_answers_follower_fetches_as_kafka_does() {
         let ctx = FetchContext {
             replicas: a.manager.clone(),
             bytes_out: None,
+            send_files: false,
         };
         let current = a
             .image
@@ -645,7 +650,7 @@ async fn leader_answers_follower_fetches_as_kafka_does() {
         .expect("woken before max_wait")
         .expect("task");
     assert!(started.elapsed() < Duration::from_secs(3));
-    let p = &woke.responses[0].partitions[0];
+    let p = &woke.response.responses[0].partitions[0];
     assert!(!p.records.clone().unwrap_or_default().is_empty());
     assert_eq!(
         p.high_watermark, 5,
