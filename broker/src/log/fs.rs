@@ -29,7 +29,18 @@ pub trait SegmentFile: Send + Sync + Debug {
     fn len(&self) -> io::Result<u64>;
     /// The descriptor, for `sendfile(2)`; `None` forces a buffered copy.
     fn fd(&self) -> Option<BorrowedFd<'_>>;
+    /// Writes `len` (at most [`ZERO_FILL_MAX`]) zero bytes at `pos`, a range
+    /// past the data and inside the preallocated length, so the page cache
+    /// holds it before appends land there (see `Segment`'s zero-ahead). Only
+    /// a speed-up: the default does nothing, and a failure loses nothing.
+    fn zero_fill(&self, pos: u64, len: usize) -> io::Result<()> {
+        let _ = (pos, len);
+        Ok(())
+    }
 }
+
+/// The most [`SegmentFile::zero_fill`] writes at once.
+pub const ZERO_FILL_MAX: usize = 256 << 10;
 
 impl dyn SegmentFile {
     /// Writes all of `buf` at `pos`, retrying short writes.
@@ -122,6 +133,10 @@ impl SegmentFile for StdFile {
     }
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.0.as_fd())
+    }
+    fn zero_fill(&self, pos: u64, len: usize) -> io::Result<()> {
+        static ZEROS: [u8; ZERO_FILL_MAX] = [0; ZERO_FILL_MAX];
+        self.0.write_all_at(&ZEROS[..len.min(ZERO_FILL_MAX)], pos)
     }
 }
 

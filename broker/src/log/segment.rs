@@ -8,11 +8,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tracing::debug;
+
 use super::OFFSET_LIMIT;
 use super::batch::{self, BatchError, BatchHeader, HEADER_LEN};
 use super::epoch::EpochCache;
 use super::error::{Corruption, IndexError, ReadError};
-use super::fs::{FileSystem, SegmentFile};
+use super::fs::{self, FileSystem, SegmentFile};
 use super::index::{Index, OffsetEntry, TimeEntry};
 
 /// File name of the segment with `base_offset` and `extension` ("log", "index", "timeindex").
@@ -86,6 +88,21 @@ impl LogSlice {
     }
 }
 
+/// How far ahead of the data, in aligned windows, the page cache of a
+/// preallocated segment is kept zero-filled.
+///
+/// Why: appends arrive as one write per produce request (a 16 KiB batch by
+/// the Java producer's default), each at an unaligned position. The kernel
+/// then allocates page-cache memory and disk blocks a few KiB at a time, and
+/// that costs more than copying the data. On this project's 2-core VM
+/// (ext4), writing 16,445-byte batches ran at about 700 MB/s where `dd` with
+/// 1 MiB writes ran at 1.5 GB/s. Writing zeros ahead in aligned 256 KiB
+/// windows lets the kernel allocate large pages once per window, and the
+/// appends only copy into them: 1.2–1.5 GB/s for the same batches, and an
+/// fdatasync every 80 batches went from 670 to about 1,070 MB/s. Larger
+/// windows measured no better (2 MiB: worse).
+pub const ZERO_AHEAD: u64 = fs::ZERO_FILL_MAX as u64;
+
 /// One segment of a partition's log.
 #[derive(Debug)]
 pub struct Segment {
@@ -99,6 +116,9 @@ pub struct Segment {
     /// or the creation time of an empty segment.
     rolling_base_ms: Option<i64>,
     params: SegmentParams,
+    /// The page cache is zero-filled from the data's end up to here (0: not
+    /// known to be; reset whenever the file's length is cut).
+    zeroed_to: u64,
 }
 
 impl Segment {
@@ -135,6 +155,7 @@ impl Segment {
             },
             rolling_base_ms: None,
             params,
+            zeroed_to: 0,
         })
     }
 
@@ -585,6 +606,29 @@ impl Segment {
         Ok(())
     }
 
+    /// Zero-fills the page cache from the data's end, in [`ZERO_AHEAD`]
+    /// windows, to past `end` (where the coming append ends), within the
+    /// preallocated length. Never touches data: it starts at the data's end
+    /// at the earliest. Best effort: a failure (a full disk) leaves the append
+    /// to its own write, which reports it.
+    fn zero_ahead(&mut self, end: u64) {
+        let limit = self.params.preallocate_bytes;
+        if end <= self.zeroed_to || end > limit {
+            return;
+        }
+        let mut from = self.zeroed_to.max(self.cursor.size);
+        let to = ((end / ZERO_AHEAD + 1) * ZERO_AHEAD).min(limit);
+        while from < to {
+            let window_end = ((from / ZERO_AHEAD + 1) * ZERO_AHEAD).min(to);
+            if let Err(e) = self.file.zero_fill(from, (window_end - from) as usize) {
+                debug!(path = %self.path.display(), error = %e, "zero-fill ahead of appends failed");
+                return;
+            }
+            from = window_end;
+            self.zeroed_to = from;
+        }
+    }
+
     /// Makes this (sealed) segment the active one again, e.g. after truncation.
     pub fn reactivate(&self) -> io::Result<()> {
         self.preallocate()
@@ -645,6 +689,7 @@ impl Segment {
         let saved = self.cursor;
         let saved_offsets = self.offsets.len();
         let saved_times = self.times.len();
+        self.zero_ahead(saved.size + batches.len() as u64);
         let result = self.file.write_all_at(batches, saved.size).and_then(|()| {
             let mut pos = 0usize;
             while pos < batches.len() {
@@ -665,6 +710,7 @@ impl Segment {
             }
             Err(e) => {
                 self.cursor = saved;
+                self.zeroed_to = 0;
                 self.offsets.truncate_to_len(saved_offsets);
                 self.times.truncate_to_len(saved_times);
                 // Cut anything torn off the end so no partial batch outlives the error.
@@ -829,6 +875,7 @@ impl Segment {
         });
         self.times
             .truncate_from(|e| base + (e.relative_offset as i64) < h.base_offset);
+        self.zeroed_to = 0;
         self.file.set_len(pos).map_err(|e| self.io("truncate", e))?;
         self.cursor.size = pos;
         self.cursor.next_offset = h.base_offset;
@@ -856,6 +903,7 @@ impl Segment {
     /// their contents (on roll and on clean close).
     pub fn seal(&mut self, fs: &dyn FileSystem) -> io::Result<()> {
         self.maybe_time_entry(fs)?;
+        self.zeroed_to = 0;
         self.file.set_len(self.cursor.size)?;
         self.offsets.trim()?;
         self.times.trim()

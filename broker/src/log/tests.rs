@@ -384,6 +384,53 @@ fn unclean_stop_recovers_every_appended_batch() {
     assert_eq!(read_all(&log), written);
 }
 
+/// Appends keep the page cache zero-filled ahead of the data
+/// (`segment::ZERO_AHEAD`). The zeros never reach into data, whatever a
+/// truncation cut, and after a crash recovery takes them for the preallocated
+/// tail they stand in for.
+#[test]
+fn zeros_written_ahead_of_appends_never_touch_data() {
+    let window = segment::ZERO_AHEAD;
+    let config = LogConfig {
+        segment_bytes: 4 * window,
+        index_interval_bytes: 4096,
+        ..LogConfig::default()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) = open(dir.path(), config.clone());
+    let append = |log: &mut Log, n: usize, epoch: i32| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                // 16 records of 1 KiB: unaligned batches of about 16.5 KiB.
+                let mut b = batch(16, 1024, i as i64);
+                log.append_as_leader(&mut b, epoch, 0).expect("append");
+                b
+            })
+            .collect()
+    };
+    let mut written = append(&mut log, 40, 1);
+    assert_eq!(log.segment_count(), 1, "all within one segment");
+    // Cut inside the second window, then write over the cut and past it.
+    assert_eq!(log.truncate_to(16 * 20 + 3).expect("truncate"), 16 * 20);
+    written.truncate(20);
+    written.extend(append(&mut log, 25, 2));
+    assert_eq!(read_all(&log), written);
+
+    let data: u64 = written.iter().map(|b| b.len() as u64).sum();
+    let file = std::fs::read(dir.path().join(segment::file_name(0, "log"))).expect("read");
+    assert_eq!(file.len() as u64, 4 * window, "preallocated length");
+    assert!(
+        file[data as usize..].iter().all(|&b| b == 0),
+        "only zeros after the data"
+    );
+
+    drop(log); // unclean: the zeros written ahead look like a preallocated tail
+    let (log, report) = open(dir.path(), config);
+    assert!(!report.clean);
+    assert_eq!(report.truncated_at, None, "zeros are not corruption");
+    assert_eq!(read_all(&log), written);
+}
+
 /// The log size is what DescribeLogDirs and the rebalance planner see: the
 /// bytes of batches, before and after recovery, never the preallocated length.
 #[test]
