@@ -247,7 +247,7 @@ class TimedProducer:
             return sum(1 for f in self.p.failures if since <= f.at <= until)
 
 
-C4_GAP = "longest gap between acks on the killed leader's partition: ms"
+C4_GAP = "longest gap between acks on the killed leader's partition, ending after the kill: ms"
 C4_FIRST = "acks on that partition flowing again (end of that gap) after the kill: ms"
 C4_LEADER = "Metadata names a new leader after the kill: ms"
 C4_LOST = "acked messages lost (full read afterwards)"
@@ -325,7 +325,7 @@ def c4_measure(ctx: Ctx, table: Table, running: Running, run: int) -> None:
         table.add(t, C4_LEADER, (time.monotonic() - t_kill) * 1e3)  # polled every 0.1 s
         first = p.first_ack_after(t_kill, 0, timeout_s=OUTAGE_S)
         p.wait_acked(50, partition=0, since=first.at, timeout_s=OUTAGE_S)
-        gap, end = longest_gap(p, 0, t_kill - 0.5, time.monotonic())
+        gap, end = outage_gap(p, 0, t_kill, time.monotonic())
         table.add(t, C4_GAP, gap * 1e3)
         table.add(t, C4_FIRST, (end - t_kill) * 1e3)
         log(running, f"partition 0: longest ack gap {gap * 1e3:.0f} ms, acks flowing again {(end - t_kill) * 1e3:.0f} ms "
@@ -416,12 +416,18 @@ def c4_measure(ctx: Ctx, table: Table, running: Running, run: int) -> None:
     _phase(scale, running, [r.metric for r in scale.rows], scale_phase)
 
 
-def longest_gap(p, partition: int, since: float, until: float) -> tuple[float, float]:
-    """(longest time between consecutive acks of `partition` in [since, until], when it ended)."""
+def outage_gap(p, partition: int, t_kill: float, until: float) -> tuple[float, float]:
+    """(the longest time between consecutive acks of `partition` among the gaps
+    that end after the kill, when it ended): the outage the kill caused. Gaps
+    from up to 0.5 s before count, since the last ack before the kill starts
+    the outage; a gap that ended before the kill (a client or GC pause) does
+    not, or "flowing again after the kill" would come out negative."""
+    since = t_kill - 0.5
     with p._lock:
         times = sorted(a.at for a in p.acks if a.partition == partition and since <= a.at <= until)
     points = [since, *times, until]
-    return max(((b - a, b) for a, b in zip(points, points[1:])), default=(0.0, since))
+    gaps = [(b - a, b) for a, b in zip(points, points[1:]) if b > t_kill]
+    return max(gaps, default=(0.0, t_kill))
 
 
 def _pp(r: dict) -> dict:
