@@ -76,10 +76,20 @@ class Missing(HarnessError):
     Waits do not retry it: the test fails at once and says what is missing."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free 127.0.0.1 ports. Every socket stays bound until all
+    are chosen: bound and closed one at a time, the kernel may hand the same
+    port out twice (CI saw a broker get one port for Kafka and admin both)."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            sockets.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def wait_until(probe: Callable[[], T], what: str, timeout_s: float, interval_s: float = 0.1) -> T:
@@ -202,10 +212,11 @@ class Cluster:
         self.settings.update(settings or {})
         voters = n if voters is None else voters
         self.nodes: dict[int, Node] = {}
+        ports = iter(free_ports(3 * n))
         for i in range(n):
             d = self.workdir / f"broker-{i}"
             d.mkdir(parents=True, exist_ok=True)
-            self.nodes[i] = Node(i, free_port(), free_port(), free_port(), d, voter=i < voters)
+            self.nodes[i] = Node(i, next(ports), next(ports), next(ports), d, voter=i < voters)
         self.client_log = self.workdir / "clients.log"
         self._closed = False
 

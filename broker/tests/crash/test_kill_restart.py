@@ -28,10 +28,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 PARTITIONS = 3
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def three_free_ports() -> tuple[int, int, int]:
+    """Distinct free ports: all three stay bound until each is chosen, or the
+    kernel may hand one out twice."""
+    with socket.socket() as a, socket.socket() as b, socket.socket() as c:
+        for s in (a, b, c):
+            s.bind(("127.0.0.1", 0))
+        return a.getsockname()[1], b.getsockname()[1], c.getsockname()[1]
 
 
 class Broker:
@@ -39,8 +42,7 @@ class Broker:
 
     def __init__(self, binary: str, data_dir: Path):
         self.binary, self.data_dir = binary, data_dir
-        self.port, self.admin_port = free_port(), free_port()
-        self.controller_port = free_port()
+        self.port, self.admin_port, self.controller_port = three_free_ports()
         self.proc: subprocess.Popen | None = None
         self.log = open(data_dir.parent / "broker.log", "ab")
 
