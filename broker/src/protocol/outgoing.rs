@@ -180,7 +180,11 @@ async fn send_file(writer: &mut OwnedWriteHalf, slice: &LogSlice) -> std::io::Re
                 ));
             }
             Ok(n) => pos += n as u64,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(e),
         }
     }
