@@ -25,11 +25,13 @@ fn broker_binary() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+/// Two distinct free loopback ports: both stay bound until both are chosen,
+/// or the kernel may hand the same port out twice.
+fn two_free_ports() -> (u16, u16) {
+    let bind = || TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    let (a, b) = (bind(), bind());
+    let port = |l: &TcpListener| l.local_addr().expect("bound").port();
+    (port(&a), port(&b))
 }
 
 struct Broker(Child);
@@ -50,7 +52,7 @@ async fn kafka_admin_client_creates_reads_grows_configures_and_deletes_a_topic()
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (kafka, admin) = (free_port(), free_port());
+    let (kafka, admin) = two_free_ports();
     let addr = format!("127.0.0.1:{kafka}");
     let _broker = Broker(
         Command::new(bin)
