@@ -96,28 +96,15 @@ impl Outgoing {
     /// was promised, so the connection cannot go on.
     pub async fn write_frame(&self, writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
         let prefix = (self.len as u32).to_be_bytes();
-        match &self.parts[..] {
-            // One write for small responses; two for large ones rather than copying.
-            [Part::Bytes(body)] if body.len() < 64 * 1024 => {
-                let mut buf = Vec::with_capacity(4 + body.len());
-                buf.extend_from_slice(&prefix);
-                buf.extend_from_slice(body);
-                writer.write_all(&buf).await
-            }
-            [Part::Bytes(body)] => {
-                writer.write_all(&prefix).await?;
-                writer.write_all(body).await
-            }
-            parts => {
-                // Corked, the small pieces between file ranges leave in full
-                // segments with the file data rather than as packets of their own.
-                let socket = writer.as_ref();
-                let _ = rustix::net::sockopt::set_tcp_cork(socket, true);
-                let result = write_parts(writer, &prefix, parts).await;
-                let _ = rustix::net::sockopt::set_tcp_cork(writer.as_ref(), false);
-                result
-            }
+        if let [Part::Bytes(_)] = &self.parts[..] {
+            return write_parts(writer, &prefix, &self.parts).await;
         }
+        // Corked, the small pieces between file ranges leave in full
+        // segments with the file data rather than as packets of their own.
+        let _ = rustix::net::sockopt::set_tcp_cork(writer.as_ref(), true);
+        let result = write_parts(writer, &prefix, &self.parts).await;
+        let _ = rustix::net::sockopt::set_tcp_cork(writer.as_ref(), false);
+        result
     }
 }
 
@@ -126,26 +113,25 @@ async fn write_parts(
     prefix: &[u8; 4],
     parts: &[Part],
 ) -> std::io::Result<()> {
-    // The prefix goes with the first piece of bytes; a body always starts with
-    // the response header, so the first part is bytes.
     let mut pending_prefix = Some(prefix);
     for part in parts {
-        match part {
-            Part::Bytes(b) => {
-                if let Some(prefix) = pending_prefix.take() {
-                    let mut buf = Vec::with_capacity(4 + b.len());
-                    buf.extend_from_slice(prefix);
-                    buf.extend_from_slice(b);
-                    writer.write_all(&buf).await?;
-                } else {
-                    writer.write_all(b).await?;
-                }
+        match (part, pending_prefix.take()) {
+            // The prefix and a small first piece go in one write; a large one
+            // is written after it rather than copied.
+            (Part::Bytes(b), Some(prefix)) if b.len() < 64 * 1024 => {
+                let mut buf = Vec::with_capacity(4 + b.len());
+                buf.extend_from_slice(prefix);
+                buf.extend_from_slice(b);
+                writer.write_all(&buf).await?;
             }
-            Part::File(slice) => {
-                if let Some(prefix) = pending_prefix.take() {
+            (part, prefix) => {
+                if let Some(prefix) = prefix {
                     writer.write_all(prefix).await?;
                 }
-                send_file(writer, slice).await?;
+                match part {
+                    Part::Bytes(b) => writer.write_all(b).await?,
+                    Part::File(slice) => send_file(writer, slice).await?,
+                }
             }
         }
     }
