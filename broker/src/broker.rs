@@ -166,20 +166,29 @@ impl Broker {
         self.quorum.leader()
     }
 
+    /// This broker's settings as of `image`: its start-up config under the
+    /// dynamic settings of the metadata quorum.
+    pub fn effective_config(&self, image: &MetadataImage) -> BrokerConfig {
+        image.broker_configs.effective(&self.config, self.node_id)
+    }
+
     /// `/v1/status`.
     pub fn status(&self) -> safety::BrokerStatus {
+        let image = self.image();
         safety::status(
-            &self.image(),
+            &image,
             self.node_id,
             self.is_ready(),
             self.active_controller(),
-            &self.config,
+            &self.effective_config(&image),
         )
     }
 
     /// `/v1/restart-safety`.
     pub fn restart_safety(&self) -> safety::RestartSafety {
-        safety::restart_safety(&self.image(), self.node_id, &self.voters(), &self.config)
+        let image = self.image();
+        let config = self.effective_config(&image);
+        safety::restart_safety(&image, self.node_id, &self.voters(), &config)
     }
 
     /// Turns maintenance mode on (leaderships move away and stay away) or off.
@@ -308,7 +317,7 @@ pub async fn start(opts: BrokerOptions) -> Result<RunningBroker, StartError> {
             config.long("broker.heartbeat.interval.ms") as u64 + 100,
         ),
     };
-    let controller = Controller::new(opts.node_id, quorum.clone(), timing);
+    let controller = Controller::new(opts.node_id, quorum.clone(), timing, config.clone());
     hook.set(controller.clone());
     let mut tasks = vec![tokio::spawn(controller.clone().run(shutdown.clone()))];
     let client = ControllerClient::new(opts.node_id, quorum.clone(), controller);

@@ -1,5 +1,8 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics
-//! (dynamic, stored in metadata) and brokers (static: set at start-up, read-only).
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and
+//! brokers. Topic overrides and dynamic broker settings (the cluster-wide
+//! defaults, resource name "", and per broker, resource name = its id) live
+//! in the metadata quorum; every other broker setting is static (set at
+//! start-up) and read-only.
 
 use std::sync::Arc;
 
@@ -15,9 +18,16 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
-use super::topics::{SOURCE_DEFAULT, SOURCE_STATIC_BROKER, SOURCE_TOPIC};
+use super::topics::{
+    SOURCE_DEFAULT, SOURCE_DYNAMIC_BROKER, SOURCE_DYNAMIC_DEFAULT, SOURCE_STATIC_BROKER,
+    SOURCE_TOPIC,
+};
 use crate::broker::Broker;
-use crate::config::{ConfigDef, ConfigError, Kind, TOPIC_CONFIGS, TopicConfig};
+use crate::config::{
+    BROKER_CONFIGS, BrokerConfig, ConfigDef, ConfigError, DynamicBrokerConfig, Kind, Overrides,
+    Source, broker_default_key, is_dynamic,
+};
+use crate::metadata::MetadataImage;
 use crate::metadata::controller::ControllerError;
 use crate::metadata::request::ControllerRequest;
 use crate::protocol::dispatch::text;
@@ -64,6 +74,184 @@ fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
         .is_none_or(|k| k.iter().any(|k| k.as_str() == name))
 }
 
+/// Kafka's config source code for where a broker setting comes from.
+pub fn source_code(source: Source) -> i8 {
+    match source {
+        Source::DynamicBroker => SOURCE_DYNAMIC_BROKER,
+        Source::DynamicDefault => SOURCE_DYNAMIC_DEFAULT,
+        Source::Static => SOURCE_STATIC_BROKER,
+        Source::Default => SOURCE_DEFAULT,
+    }
+}
+
+/// Every layer that sets broker key `key` for `node`, highest precedence
+/// first (DescribeConfigs synonyms).
+fn broker_synonyms(
+    statics: &BrokerConfig,
+    image: &MetadataImage,
+    node: i32,
+    key: &'static str,
+) -> Vec<DescribeConfigsSynonym> {
+    let synonym = |value: Option<&str>, source: i8| {
+        DescribeConfigsSynonym::default()
+            .with_name(text(key))
+            .with_value(value.map(|v| text(v.to_owned())))
+            .with_source(source)
+    };
+    let dynamic = [
+        (Some(node), SOURCE_DYNAMIC_BROKER),
+        (None, SOURCE_DYNAMIC_DEFAULT),
+    ];
+    let mut out: Vec<DescribeConfigsSynonym> = dynamic
+        .into_iter()
+        .filter_map(|(n, source)| {
+            let value = image.broker_configs.of(n)?.overrides().get(key)?;
+            Some(synonym(Some(value), source))
+        })
+        .collect();
+    if statics.is_set(key) {
+        out.push(synonym(statics.get(key), SOURCE_STATIC_BROKER));
+    }
+    let default = BROKER_CONFIGS
+        .iter()
+        .find(|d| d.name == key)
+        .and_then(|d| d.default);
+    if default.is_some() {
+        out.push(synonym(default, SOURCE_DEFAULT));
+    }
+    out
+}
+
+/// The configs of one topic, resolved against this broker's effective settings.
+fn describe_topic(
+    broker: &Broker,
+    image: &MetadataImage,
+    name: &str,
+    req: &DescribeConfigsRequest,
+    keys: &Option<Vec<StrBytes>>,
+    version: i16,
+) -> Result<Vec<DescribeConfigsResourceResult>, (i16, String)> {
+    let topic = image
+        .topics
+        .get(name)
+        .ok_or_else(|| (3, format!("unknown topic '{name}'")))?;
+    let effective = broker.effective_config(image);
+    Ok(topic
+        .config
+        .entries(&effective)
+        .filter(|(def, _, _)| wanted(keys, def.name))
+        .map(|(def, value, is_override)| {
+            let broker_key = broker_default_key(def.name).unwrap_or_default();
+            let mut synonyms = Vec::new();
+            if req.include_synonyms {
+                if is_override {
+                    synonyms.push(
+                        DescribeConfigsSynonym::default()
+                            .with_name(text(def.name))
+                            .with_value(Some(text(value.clone())))
+                            .with_source(SOURCE_TOPIC),
+                    );
+                }
+                synonyms.extend(broker_synonyms(
+                    &broker.config,
+                    image,
+                    broker.node_id,
+                    broker_key,
+                ));
+            }
+            let source = if is_override {
+                SOURCE_TOPIC
+            } else {
+                source_code(effective.source(broker_key))
+            };
+            entry(
+                def,
+                Some(value),
+                source,
+                false,
+                synonyms,
+                version,
+                req.include_documentation,
+            )
+        })
+        .collect())
+}
+
+/// Broker settings: resource name "" lists the cluster-wide dynamic defaults
+/// (as Kafka does); this broker's id lists every setting with its effective
+/// value and where it comes from.
+fn describe_broker(
+    broker: &Broker,
+    image: &MetadataImage,
+    name: &str,
+    req: &DescribeConfigsRequest,
+    keys: &Option<Vec<StrBytes>>,
+    version: i16,
+) -> Result<Vec<DescribeConfigsResourceResult>, (i16, String)> {
+    if name.is_empty() {
+        let defaults = image
+            .broker_configs
+            .of(None)
+            .map(DynamicBrokerConfig::overrides);
+        return Ok(BROKER_CONFIGS
+            .iter()
+            .filter(|def| wanted(keys, def.name))
+            .filter_map(|def| {
+                let value = defaults?.get(def.name)?;
+                let synonyms = if req.include_synonyms {
+                    vec![
+                        DescribeConfigsSynonym::default()
+                            .with_name(text(def.name))
+                            .with_value(Some(text(value.clone())))
+                            .with_source(SOURCE_DYNAMIC_DEFAULT),
+                    ]
+                } else {
+                    vec![]
+                };
+                Some(entry(
+                    def,
+                    Some(value.clone()),
+                    SOURCE_DYNAMIC_DEFAULT,
+                    false,
+                    synonyms,
+                    version,
+                    req.include_documentation,
+                ))
+            })
+            .collect());
+    }
+    if name != broker.node_id.to_string() {
+        return Err((
+            42,
+            format!(
+                "this is broker {}, not '{name}'; ask broker '{name}' for its settings",
+                broker.node_id
+            ),
+        ));
+    }
+    let effective = broker.effective_config(image);
+    Ok(effective
+        .entries()
+        .filter(|(def, _, _)| wanted(keys, def.name))
+        .map(|(def, value, _)| {
+            let synonyms = if req.include_synonyms {
+                broker_synonyms(&broker.config, image, broker.node_id, def.name)
+            } else {
+                vec![]
+            };
+            entry(
+                def,
+                value.map(str::to_owned),
+                source_code(effective.source(def.name)),
+                !is_dynamic(def.name),
+                synonyms,
+                version,
+                req.include_documentation,
+            )
+        })
+        .collect())
+}
+
 /// Handles DescribeConfigs.
 pub fn describe_configs(
     broker: &Arc<Broker>,
@@ -76,120 +264,21 @@ pub fn describe_configs(
         .iter()
         .map(|res| {
             let name = res.resource_name.as_str();
-            let mut result = DescribeConfigsResult::default()
+            let keys = &res.configuration_keys;
+            let configs = match res.resource_type {
+                TOPIC => describe_topic(broker, &image, name, &req, keys, version),
+                BROKER => describe_broker(broker, &image, name, &req, keys, version),
+                other => Err((42, format!("resource type {other} is not supported"))),
+            };
+            let result = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
-            match res.resource_type {
-                TOPIC => match image.topics.get(name) {
-                    Some(topic) => {
-                        let configs = topic
-                            .config
-                            .entries(&broker.config)
-                            .filter(|(def, _, _)| wanted(&res.configuration_keys, def.name))
-                            .map(|(def, value, is_override)| {
-                                let broker_key = TOPIC_CONFIGS
-                                    .iter()
-                                    .find(|(d, _)| d.name == def.name)
-                                    .map_or("", |(_, bk)| bk);
-                                let broker_source = if broker.config.is_set(broker_key) {
-                                    SOURCE_STATIC_BROKER
-                                } else {
-                                    SOURCE_DEFAULT
-                                };
-                                let mut synonyms = Vec::new();
-                                if req.include_synonyms {
-                                    if is_override {
-                                        synonyms.push(
-                                            DescribeConfigsSynonym::default()
-                                                .with_name(text(def.name))
-                                                .with_value(Some(text(value.clone())))
-                                                .with_source(SOURCE_TOPIC),
-                                        );
-                                    }
-                                    let default =
-                                        broker.config.get(broker_key).map(|v| text(v.to_owned()));
-                                    synonyms.push(
-                                        DescribeConfigsSynonym::default()
-                                            .with_name(text(broker_key))
-                                            .with_value(default)
-                                            .with_source(broker_source),
-                                    );
-                                }
-                                let source = if is_override {
-                                    SOURCE_TOPIC
-                                } else {
-                                    broker_source
-                                };
-                                entry(
-                                    def,
-                                    Some(value),
-                                    source,
-                                    false,
-                                    synonyms,
-                                    version,
-                                    req.include_documentation,
-                                )
-                            })
-                            .collect();
-                        result = result.with_configs(configs);
-                    }
-                    None => {
-                        result = result
-                            .with_error_code(3)
-                            .with_error_message(Some(text(format!("unknown topic '{name}'"))))
-                    }
-                },
-                BROKER if name.is_empty() || name == broker.node_id.to_string() => {
-                    let configs = broker
-                        .config
-                        .entries()
-                        .filter(|(def, _, _)| wanted(&res.configuration_keys, def.name))
-                        .map(|(def, value, set)| {
-                            let source = if set {
-                                SOURCE_STATIC_BROKER
-                            } else {
-                                SOURCE_DEFAULT
-                            };
-                            let synonyms = if req.include_synonyms {
-                                vec![
-                                    DescribeConfigsSynonym::default()
-                                        .with_name(text(def.name))
-                                        .with_value(value.map(|v| text(v.to_owned())))
-                                        .with_source(source),
-                                ]
-                            } else {
-                                vec![]
-                            };
-                            entry(
-                                def,
-                                value.map(str::to_owned),
-                                source,
-                                true,
-                                synonyms,
-                                version,
-                                req.include_documentation,
-                            )
-                        })
-                        .collect();
-                    result = result.with_configs(configs);
-                }
-                BROKER => {
-                    result = result
-                        .with_error_code(42)
-                        .with_error_message(Some(text(format!(
-                            "this is broker {}, not '{name}'",
-                            broker.node_id
-                        ))))
-                }
-                other => {
-                    result = result
-                        .with_error_code(42)
-                        .with_error_message(Some(text(format!(
-                            "resource type {other} is not supported"
-                        ))))
-                }
+            match configs {
+                Ok(configs) => result.with_configs(configs),
+                Err((code, message)) => result
+                    .with_error_code(code)
+                    .with_error_message(Some(text(message))),
             }
-            result
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
@@ -198,21 +287,16 @@ pub fn describe_configs(
 /// Why an alteration was refused: `(code, message)`.
 type Refusal = (i16, String);
 
-fn broker_read_only(broker: &Broker) -> Refusal {
-    (
-        40,
-        format!(
-            "broker {} configs are static (set with --config/--set at start-up) and cannot be altered",
-            broker.node_id
-        ),
-    )
+fn refused(e: ConfigError) -> Refusal {
+    (ControllerError::from(e.clone()).code(), e.to_string())
 }
 
+/// A topic's overrides, changed by `change`, committed through the controller.
 async fn alter_topic(
     broker: &Arc<Broker>,
     name: &str,
     validate_only: bool,
-    change: impl FnOnce(&mut TopicConfig) -> Result<(), ConfigError>,
+    change: impl FnOnce(&mut dyn Overrides) -> Result<(), ConfigError>,
 ) -> Result<(), Refusal> {
     let image = broker.image();
     let topic = image
@@ -220,41 +304,80 @@ async fn alter_topic(
         .get(name)
         .ok_or_else(|| (3, format!("unknown topic '{name}'")))?;
     let mut config = topic.config.clone();
-    change(&mut config).map_err(|e| (ControllerError::from(e.clone()).code(), e.to_string()))?;
+    change(&mut config).map_err(refused)?;
     if validate_only {
         return Ok(());
     }
-    match broker
+    broker
         .submit(ControllerRequest::AlterTopicConfig {
             name: name.to_owned(),
             config,
         })
         .await
-    {
-        Ok(_) => {
-            info!(topic = %name, "topic config changed");
-            Ok(())
-        }
-        Err(e) => Err((e.code, e.message)),
-    }
+        .map_err(|e| (e.code, e.message))?;
+    info!(topic = %name, "topic config changed");
+    Ok(())
 }
 
-/// Applies `change` to one resource: topic configs change, broker configs are read-only.
+/// Dynamic broker settings, changed by `change`, committed through the
+/// controller: the cluster-wide defaults (`name` ""), or one broker's (its id).
+async fn alter_broker(
+    broker: &Arc<Broker>,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&mut dyn Overrides) -> Result<(), ConfigError>,
+) -> Result<(), Refusal> {
+    let node_id = match name {
+        "" => None,
+        id => Some(
+            id.parse::<i32>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| (42, format!("'{id}' is not a broker id")))?,
+        ),
+    };
+    let mut config = broker
+        .image()
+        .broker_configs
+        .of(node_id)
+        .cloned()
+        .unwrap_or_default();
+    change(&mut config).map_err(refused)?;
+    if validate_only {
+        return Ok(());
+    }
+    broker
+        .submit(ControllerRequest::AlterBrokerConfig {
+            node_id,
+            config: config.clone(),
+        })
+        .await
+        .map_err(|e| (e.code, e.message))?;
+    match node_id {
+        Some(n) => {
+            info!(broker = n, settings = ?config.overrides(), "dynamic broker config changed")
+        }
+        None => info!(settings = ?config.overrides(), "cluster-wide dynamic broker config changed"),
+    }
+    Ok(())
+}
+
+/// Applies `change` to one resource's overrides.
 async fn alter_resource(
     broker: &Arc<Broker>,
     resource_type: i8,
     name: &str,
     validate_only: bool,
-    change: impl FnOnce(&mut TopicConfig) -> Result<(), ConfigError>,
+    change: impl FnOnce(&mut dyn Overrides) -> Result<(), ConfigError>,
 ) -> Result<(), Refusal> {
     match resource_type {
         TOPIC => alter_topic(broker, name, validate_only, change).await,
-        BROKER => Err(broker_read_only(broker)),
+        BROKER => alter_broker(broker, name, validate_only, change).await,
         other => Err((42, format!("resource type {other} is not supported"))),
     }
 }
 
-/// Handles AlterConfigs: replaces a topic's whole set of overrides.
+/// Handles AlterConfigs: replaces a resource's whole set of overrides.
 pub async fn alter_configs(
     broker: &Arc<Broker>,
     req: AlterConfigsRequest,
@@ -277,9 +400,8 @@ pub async fn alter_configs(
             res.resource_name.as_str(),
             req.validate_only,
             |config| {
-                *config =
-                    TopicConfig::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-                Ok(())
+                config.clear();
+                pairs.iter().try_for_each(|(k, v)| config.set(k, v))
             },
         )
         .await;
@@ -297,7 +419,7 @@ pub async fn alter_configs(
 }
 
 /// Handles IncrementalAlterConfigs: SET and DELETE per key (APPEND/SUBTRACT
-/// apply to list keys, of which topics have only `cleanup.policy`).
+/// apply to list keys, of which there is only the topics' `cleanup.policy`).
 pub async fn incremental_alter_configs(
     broker: &Arc<Broker>,
     req: IncrementalAlterConfigsRequest,

@@ -14,14 +14,17 @@ use kafka_protocol::messages::{
 use tracing::info;
 use uuid::Uuid;
 
+use super::configs::source_code;
 use crate::broker::{Broker, OFFSETS_TOPIC};
-use crate::config::TopicConfig;
+use crate::config::{TopicConfig, broker_default_key};
 use crate::metadata::controller::{self, ControllerError, NewTopic};
 use crate::metadata::request::ControllerRequest;
 use crate::protocol::dispatch::text;
 
 /// Kafka's config sources for DescribeConfigs/CreateTopics.
 pub const SOURCE_TOPIC: i8 = 1;
+pub const SOURCE_DYNAMIC_BROKER: i8 = 2;
+pub const SOURCE_DYNAMIC_DEFAULT: i8 = 3;
 pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
 
@@ -85,16 +88,18 @@ pub async fn create_topics(
                             TopicConfig::default(),
                         ),
                     };
+                    let effective = broker.effective_config(&image);
                     let configs = config
-                        .entries(&broker.config)
+                        .entries(&effective)
                         .map(|(def, value, is_override)| {
+                            let broker_key = broker_default_key(def.name).unwrap_or_default();
                             CreatableTopicConfigs::default()
                                 .with_name(text(def.name))
                                 .with_value(Some(text(value)))
                                 .with_config_source(if is_override {
                                     SOURCE_TOPIC
                                 } else {
-                                    SOURCE_DEFAULT
+                                    source_code(effective.source(broker_key))
                                 })
                         })
                         .collect();

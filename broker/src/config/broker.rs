@@ -208,6 +208,69 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     },
 ];
 
+/// Broker keys that may change while the broker runs (IncrementalAlterConfigs
+/// on a BROKER resource, kept in the metadata quorum): the topic defaults,
+/// which the partitions resolve again with every metadata image, and the
+/// replication throttle, which the fetchers read on every fetch. Every other
+/// key is read once at start-up.
+pub fn is_dynamic(key: &str) -> bool {
+    key == "follower.replication.throttled.rate"
+        || super::TOPIC_CONFIGS
+            .iter()
+            .any(|(_, broker_key)| *broker_key == key)
+}
+
+/// Where a broker setting's value comes from, in order of precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Set dynamically for this one broker.
+    DynamicBroker,
+    /// Set dynamically as the cluster-wide default.
+    DynamicDefault,
+    /// Set at start-up (`--config`, `--set`).
+    Static,
+    /// Skiff's default.
+    Default,
+}
+
+/// Dynamic overrides of broker settings: the cluster-wide default set, or one
+/// broker's. Only [`is_dynamic`] keys; each value validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DynamicBrokerConfig {
+    overrides: BTreeMap<String, String>,
+}
+
+impl DynamicBrokerConfig {
+    /// Sets one override.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let def =
+            find(BROKER_CONFIGS, key).ok_or_else(|| ConfigError::UnknownKey(key.to_owned()))?;
+        if !is_dynamic(def.name) {
+            return Err(ConfigError::NotDynamic(def.name.to_owned()));
+        }
+        self.overrides
+            .insert(def.name.to_owned(), def.validate(value)?);
+        Ok(())
+    }
+
+    /// Removes an override (back to the next layer down).
+    pub fn remove(&mut self, key: &str) -> Result<(), ConfigError> {
+        find(BROKER_CONFIGS, key).ok_or_else(|| ConfigError::UnknownKey(key.to_owned()))?;
+        self.overrides.remove(key);
+        Ok(())
+    }
+
+    /// The explicit overrides.
+    pub fn overrides(&self) -> &BTreeMap<String, String> {
+        &self.overrides
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.overrides.is_empty()
+    }
+}
+
 /// Whether acks=all waits for fsync (`skiff.ack.durability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckDurability {
@@ -217,10 +280,14 @@ pub enum AckDurability {
     Memory,
 }
 
-/// Validated broker settings: explicit values over defaults.
-#[derive(Debug, Clone, Default)]
+/// Validated broker settings: explicit values over defaults, and, in the
+/// broker's *effective* config ([`BrokerConfig::layered`]), dynamic overrides
+/// over both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BrokerConfig {
     values: BTreeMap<&'static str, String>,
+    /// Keys whose value came from a dynamic layer, and which one.
+    dynamic: BTreeMap<&'static str, Source>,
 }
 
 impl BrokerConfig {
@@ -241,6 +308,42 @@ impl BrokerConfig {
             find(BROKER_CONFIGS, key).ok_or_else(|| ConfigError::UnknownKey(key.to_owned()))?;
         self.values.insert(def.name, def.validate(value)?);
         Ok(())
+    }
+
+    /// This static config with the cluster-wide dynamic defaults over it and
+    /// this broker's own dynamic overrides over those (Kafka's precedence).
+    pub fn layered(
+        &self,
+        cluster: &DynamicBrokerConfig,
+        broker: Option<&DynamicBrokerConfig>,
+    ) -> BrokerConfig {
+        let mut config = self.clone();
+        let layers = [
+            (Some(cluster), Source::DynamicDefault),
+            (broker, Source::DynamicBroker),
+        ];
+        for (layer, source) in layers {
+            for (key, value) in layer.map(|l| &l.overrides).into_iter().flatten() {
+                // Overrides were validated when written; a key this build no
+                // longer knows is skipped rather than trusted.
+                if let Some(def) = find(BROKER_CONFIGS, key)
+                    && let Ok(value) = def.validate(value)
+                {
+                    config.values.insert(def.name, value);
+                    config.dynamic.insert(def.name, source);
+                }
+            }
+        }
+        config
+    }
+
+    /// Where the value of `key` comes from.
+    pub fn source(&self, key: &str) -> Source {
+        match self.dynamic.get(key) {
+            Some(&source) => source,
+            None if self.values.contains_key(key) => Source::Static,
+            None => Source::Default,
+        }
     }
 
     /// The value of a key (explicit or default), as text.
@@ -287,6 +390,89 @@ impl BrokerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dynamic(pairs: &[(&str, &str)]) -> DynamicBrokerConfig {
+        let mut d = DynamicBrokerConfig::default();
+        for (k, v) in pairs {
+            d.set(k, v).expect("dynamic key");
+        }
+        d
+    }
+
+    #[test]
+    fn dynamic_layers_override_static_in_kafkas_order() {
+        let statics = BrokerConfig::from_pairs([
+            ("log.retention.ms", "1000"),
+            ("min.insync.replicas", "2"),
+            ("num.partitions", "3"),
+        ])
+        .expect("valid");
+        let cluster = dynamic(&[
+            ("log.retention.ms", "2000"),
+            ("follower.replication.throttled.rate", "5000"),
+        ]);
+        let mine = dynamic(&[("follower.replication.throttled.rate", "7000")]);
+        let c = statics.layered(&cluster, Some(&mine));
+        // (key, value, source)
+        let cases = [
+            (
+                "follower.replication.throttled.rate",
+                "7000",
+                Source::DynamicBroker,
+            ),
+            ("log.retention.ms", "2000", Source::DynamicDefault),
+            ("min.insync.replicas", "2", Source::Static),
+            ("num.partitions", "3", Source::Static),
+            ("log.retention.bytes", "-1", Source::Default),
+        ];
+        for (key, value, source) in cases {
+            assert_eq!((c.get(key), c.source(key)), (Some(value), source), "{key}");
+        }
+        // Without this broker's own layer the cluster-wide one shows through.
+        let c = statics.layered(&cluster, None);
+        assert_eq!(c.long("follower.replication.throttled.rate"), 5000);
+        assert_eq!(
+            c.source("follower.replication.throttled.rate"),
+            Source::DynamicDefault
+        );
+        // No dynamic layers at all: the static config, unchanged.
+        assert_eq!(
+            statics.layered(&DynamicBrokerConfig::default(), None),
+            statics
+        );
+    }
+
+    #[test]
+    fn only_dynamic_keys_may_be_set_dynamically() {
+        let mut d = DynamicBrokerConfig::default();
+        assert_eq!(
+            d.set("num.partitions", "3").unwrap_err(),
+            ConfigError::NotDynamic("num.partitions".into())
+        );
+        assert!(
+            d.set("socket.request.max.bytes", "1")
+                .unwrap_err()
+                .to_string()
+                .contains("read only at start-up")
+        );
+        assert_eq!(
+            d.set("no.such.key", "1").unwrap_err(),
+            ConfigError::UnknownKey("no.such.key".into())
+        );
+        assert!(d.set("follower.replication.throttled.rate", "0").is_err());
+        assert!(d.is_empty(), "refused keys leave nothing behind");
+        d.set("unclean.leader.election.enable", "TRUE")
+            .expect("dynamic");
+        assert_eq!(
+            d.overrides()
+                .get("unclean.leader.election.enable")
+                .map(String::as_str),
+            Some("true")
+        );
+        d.remove("unclean.leader.election.enable")
+            .expect("known key");
+        assert!(d.is_empty());
+    }
 
     #[test]
     fn defaults_overrides_and_errors() {

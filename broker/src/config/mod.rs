@@ -8,8 +8,10 @@
 mod broker;
 mod topic;
 
-pub use broker::{AckDurability, BROKER_CONFIGS, BrokerConfig};
-pub use topic::{TOPIC_CONFIGS, TopicConfig, TopicSettings, is_topic_key};
+pub use broker::{
+    AckDurability, BROKER_CONFIGS, BrokerConfig, DynamicBrokerConfig, Source, is_dynamic,
+};
+pub use topic::{TOPIC_CONFIGS, TopicConfig, TopicSettings, broker_default_key, is_topic_key};
 
 use thiserror::Error;
 
@@ -54,9 +56,49 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    /// The key is read only at start-up.
+    #[error(
+        "`{0}` is read only at start-up and cannot be changed while the broker runs; set it with --config/--set and restart"
+    )]
+    NotDynamic(String),
     /// A line of a config file is not `key=value`.
     #[error("line {line}: expected `key=value`, got `{text}`")]
     Syntax { line: usize, text: String },
+}
+
+/// A set of explicit overrides that admin requests edit: a topic's, or the
+/// dynamic broker settings.
+pub trait Overrides {
+    /// Sets one key, validating key and value.
+    fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError>;
+    /// Removes one key (back to the layer below).
+    fn remove(&mut self, key: &str) -> Result<(), ConfigError>;
+    /// Removes every key.
+    fn clear(&mut self);
+}
+
+impl Overrides for TopicConfig {
+    fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        TopicConfig::set(self, key, value)
+    }
+    fn remove(&mut self, key: &str) -> Result<(), ConfigError> {
+        TopicConfig::remove(self, key)
+    }
+    fn clear(&mut self) {
+        *self = TopicConfig::default();
+    }
+}
+
+impl Overrides for DynamicBrokerConfig {
+    fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        DynamicBrokerConfig::set(self, key, value)
+    }
+    fn remove(&mut self, key: &str) -> Result<(), ConfigError> {
+        DynamicBrokerConfig::remove(self, key)
+    }
+    fn clear(&mut self) {
+        *self = DynamicBrokerConfig::default();
+    }
 }
 
 impl ConfigDef {

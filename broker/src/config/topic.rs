@@ -232,6 +232,12 @@ impl TopicConfig {
     }
 }
 
+/// The broker key topic key `key` takes its default from (`retention.ms` →
+/// `log.retention.ms`).
+pub fn broker_default_key(key: &str) -> Option<&'static str> {
+    topic_def(key).map(|(_, broker_key)| *broker_key)
+}
+
 /// Whether `key` is a topic config key.
 pub fn is_topic_key(key: &str) -> bool {
     topic_def(key).is_some()

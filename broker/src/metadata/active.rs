@@ -22,6 +22,7 @@ use super::image::MetadataImage;
 use super::quorum::{ConnId, ControllerRpc, Quorum, QuorumError};
 use super::records::MetadataRecord;
 use super::request::{ControllerReply, ControllerRequest, NOT_CONTROLLER, Refusal, plan};
+use crate::config::BrokerConfig;
 
 /// A committed answer: the reply, and how many records the image holds once
 /// the request's records are applied (the asking broker waits until its own
@@ -73,16 +74,25 @@ pub struct Controller {
     node_id: i32,
     log: Quorum,
     timing: ControllerTiming,
+    /// This broker's start-up config: the last layer of cluster-wide defaults
+    /// while it is the active controller (as in Kafka).
+    statics: Arc<BrokerConfig>,
     write: tokio::sync::Mutex<()>,
     sessions: Mutex<Sessions>,
 }
 
 impl Controller {
-    pub fn new(node_id: i32, log: Quorum, timing: ControllerTiming) -> Arc<Self> {
+    pub fn new(
+        node_id: i32,
+        log: Quorum,
+        timing: ControllerTiming,
+        statics: Arc<BrokerConfig>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             node_id,
             log,
             timing,
+            statics,
             write: tokio::sync::Mutex::new(()),
             sessions: Mutex::new(Sessions::default()),
         })
@@ -115,7 +125,7 @@ impl Controller {
             // The common case changes nothing and needs no barrier or commit;
             // anything else (unfencing, a refusal) is decided again on the
             // freshest image below.
-            if let Ok((records, reply)) = plan(&self.log.image(), &request)
+            if let Ok((records, reply)) = plan(&self.log.image(), &self.statics, &request)
                 && records.is_empty()
             {
                 return Ok(Answer { reply, records: 0 });
@@ -131,7 +141,8 @@ impl Controller {
                 .await
                 .map_err(refusal)?;
         }
-        self.commit(|image| plan(image, &request)).await
+        self.commit(|image| plan(image, &self.statics, &request))
+            .await
     }
 
     /// Plans against the freshest image and commits, one plan at a time.
@@ -189,7 +200,7 @@ impl Controller {
                     "controller: heartbeat connection closed; fencing"
                 );
                 this.commit_records("fencing", |image| {
-                    broker_lifecycle::fence(image, node, true)
+                    broker_lifecycle::fence(image, &this.statics, node, true)
                 })
                 .await;
             });
@@ -220,7 +231,7 @@ impl Controller {
                 "controller: the previous controller's listener refuses connections; fencing"
             );
             self.commit_records("fencing", |image| {
-                broker_lifecycle::fence(image, previous, true)
+                broker_lifecycle::fence(image, &self.statics, previous, true)
             })
             .await;
         }
@@ -282,7 +293,7 @@ impl Controller {
             for node in expired {
                 info!(broker = node, "controller: session expired; fencing");
                 self.commit_records("fencing", |image| {
-                    broker_lifecycle::fence(image, node, false)
+                    broker_lifecycle::fence(image, &self.statics, node, false)
                 })
                 .await;
             }

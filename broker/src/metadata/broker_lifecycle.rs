@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::image::{MetadataImage, NO_LEADER};
 use super::partition_change::{change_record, elect, partitions, unclean_allowed, without_broker};
 use super::records::MetadataRecord;
+use crate::config::BrokerConfig;
 
 /// What a broker announces when it (re)registers.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -34,10 +35,16 @@ fn after(image: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
 }
 
 /// Partition changes taking `node` out of every ISR and leadership.
-fn leave_partitions(image: &MetadataImage, node: i32) -> Vec<MetadataRecord> {
+fn leave_partitions(
+    image: &MetadataImage,
+    statics: &BrokerConfig,
+    node: i32,
+) -> Vec<MetadataRecord> {
     partitions(image)
         .filter(|(_, _, p)| p.leader == node || p.isr.contains(&node))
-        .filter_map(|(id, i, p)| change_record(id, i, p, without_broker(image, &id, p, node)))
+        .filter_map(|(id, i, p)| {
+            change_record(id, i, p, without_broker(image, statics, &id, p, node))
+        })
         .collect()
 }
 
@@ -46,7 +53,11 @@ fn leave_partitions(image: &MetadataImage, node: i32) -> Vec<MetadataRecord> {
 /// comes back with another incarnation lost its disk: it leaves every ISR,
 /// even as the last member (its data is gone; only an unclean election may
 /// then bring the partition back).
-pub fn register(image: &MetadataImage, reg: &Registration) -> Vec<MetadataRecord> {
+pub fn register(
+    image: &MetadataImage,
+    statics: &BrokerConfig,
+    reg: &Registration,
+) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     if let Some(old) = image.brokers.get(&reg.node_id) {
         if old.incarnation != reg.incarnation {
@@ -54,7 +65,7 @@ pub fn register(image: &MetadataImage, reg: &Registration) -> Vec<MetadataRecord
                 if !p.isr.contains(&reg.node_id) && p.leader != reg.node_id {
                     continue;
                 }
-                let mut next = without_broker(image, &id, p, reg.node_id);
+                let mut next = without_broker(image, statics, &id, p, reg.node_id);
                 next.isr.retain(|&r| r != reg.node_id);
                 if next.leader == reg.node_id || next.isr.is_empty() {
                     next.leader = NO_LEADER;
@@ -62,7 +73,7 @@ pub fn register(image: &MetadataImage, reg: &Registration) -> Vec<MetadataRecord
                 records.extend(change_record(id, i, p, next));
             }
         } else if !old.fenced {
-            records.extend(leave_partitions(image, reg.node_id));
+            records.extend(leave_partitions(image, statics, reg.node_id));
         }
     }
     records.push(MetadataRecord::BrokerRegistered {
@@ -78,10 +89,15 @@ pub fn register(image: &MetadataImage, reg: &Registration) -> Vec<MetadataRecord
 
 /// Records that fence `node` (no-op if it is unknown or already fenced);
 /// `crashed`: its connection reset (the process is gone), rather than silence.
-pub fn fence(image: &MetadataImage, node: i32, crashed: bool) -> Vec<MetadataRecord> {
+pub fn fence(
+    image: &MetadataImage,
+    statics: &BrokerConfig,
+    node: i32,
+    crashed: bool,
+) -> Vec<MetadataRecord> {
     match image.brokers.get(&node) {
         Some(b) if !b.fenced => {
-            let mut records = leave_partitions(image, node);
+            let mut records = leave_partitions(image, statics, node);
             records.push(MetadataRecord::BrokerFenced {
                 node_id: node,
                 crashed,
@@ -94,7 +110,7 @@ pub fn fence(image: &MetadataImage, node: i32, crashed: bool) -> Vec<MetadataRec
 
 /// Records that unfence `node` and give it back the offline partitions it can
 /// lead (it is their last ISR member, or unclean election allows it).
-pub fn unfence(image: &MetadataImage, node: i32) -> Vec<MetadataRecord> {
+pub fn unfence(image: &MetadataImage, statics: &BrokerConfig, node: i32) -> Vec<MetadataRecord> {
     match image.brokers.get(&node) {
         Some(b) if b.fenced || b.shutting_down => {}
         _ => return Vec::new(),
@@ -105,7 +121,7 @@ pub fn unfence(image: &MetadataImage, node: i32) -> Vec<MetadataRecord> {
         partitions(&next)
             .filter(|(_, _, p)| p.leader == NO_LEADER && p.replicas.contains(&node))
             .filter_map(|(id, i, p)| {
-                let (leader, isr) = elect(&next, p, unclean_allowed(&next, &id), None)?;
+                let (leader, isr) = elect(&next, p, unclean_allowed(&next, statics, &id), None)?;
                 let mut changed = p.clone();
                 changed.leader = leader;
                 changed.isr = isr;
@@ -264,11 +280,11 @@ mod tests {
     #[test]
     fn fencing_the_leader_moves_leadership_and_bumps_the_epoch() {
         let img = image(3, &[0, 1, 2], 0, &[0, 1, 2]);
-        let next = apply(&img, &fence(&img, 0, false));
+        let next = apply(&img, &fence(&img, &BrokerConfig::default(), 0, false));
         assert_eq!(state(&next), (1, vec![1, 2], 1));
         assert!(next.brokers[&0].fenced);
         assert!(
-            fence(&next, 0, false).is_empty(),
+            fence(&next, &BrokerConfig::default(), 0, false).is_empty(),
             "fencing twice changes nothing"
         );
     }
@@ -276,12 +292,12 @@ mod tests {
     #[test]
     fn last_isr_member_goes_offline_and_comes_back_on_unfence() {
         let img = image(3, &[0, 1], 0, &[0]);
-        let offline = apply(&img, &fence(&img, 0, false));
+        let offline = apply(&img, &fence(&img, &BrokerConfig::default(), 0, false));
         assert_eq!(state(&offline), (NO_LEADER, vec![0], 1));
         // Broker 1 is not in the ISR: it may not lead (no unclean election).
-        let still = apply(&offline, &unfence(&offline, 1));
+        let still = apply(&offline, &unfence(&offline, &BrokerConfig::default(), 1));
         assert_eq!(p0(&still).leader, NO_LEADER);
-        let back = apply(&offline, &unfence(&offline, 0));
+        let back = apply(&offline, &unfence(&offline, &BrokerConfig::default(), 0));
         assert_eq!(state(&back), (0, vec![0], 2));
     }
 
@@ -297,9 +313,12 @@ mod tests {
             incarnation: inc,
             controller: None,
         };
-        let fenced = apply(&img, &fence(&img, 0, false));
-        let back = apply(&fenced, &register(&fenced, &reg(Uuid::from_u128(9))));
-        let back = apply(&back, &unfence(&back, 0));
+        let fenced = apply(&img, &fence(&img, &BrokerConfig::default(), 0, false));
+        let back = apply(
+            &fenced,
+            &register(&fenced, &BrokerConfig::default(), &reg(Uuid::from_u128(9))),
+        );
+        let back = apply(&back, &unfence(&back, &BrokerConfig::default(), 0));
         let p = p0(&back);
         assert_eq!(
             (p.leader, p.isr.clone()),
@@ -308,11 +327,11 @@ mod tests {
         );
         // Same incarnation, restarted before its session ran out: fenced, then back.
         img.brokers.get_mut(&0).expect("b0").incarnation = Uuid::from_u128(5);
-        let img = apply(&img, &unfence(&img, 1));
-        let records = register(&img, &reg(Uuid::from_u128(5)));
+        let img = apply(&img, &unfence(&img, &BrokerConfig::default(), 1));
+        let records = register(&img, &BrokerConfig::default(), &reg(Uuid::from_u128(5)));
         let re = apply(&img, &records);
         assert!(re.brokers[&0].fenced);
-        let re = apply(&re, &unfence(&re, 0));
+        let re = apply(&re, &unfence(&re, &BrokerConfig::default(), 0));
         assert_eq!(p0(&re).leader, 0);
     }
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::image::MetadataImage;
 use super::placement::{self, Candidate};
 use super::records::MetadataRecord;
-use crate::config::{ConfigError, TopicConfig};
+use crate::config::{ConfigError, DynamicBrokerConfig, TopicConfig};
 
 /// A refused admin request, mapped to Kafka's error codes.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -331,6 +331,24 @@ pub fn alter_topic_config(
         .ok_or_else(|| ControllerError::UnknownTopic(name.to_owned()))?;
     Ok(vec![MetadataRecord::TopicConfigChanged {
         topic_id: topic.id,
+        config,
+    }])
+}
+
+/// Records that replace the dynamic settings of broker `node_id`, or the
+/// cluster-wide ones (`None`). A broker id need not be registered yet (Kafka
+/// accepts settings for a broker before it starts), but must be one.
+pub fn alter_broker_config(
+    node_id: Option<i32>,
+    config: DynamicBrokerConfig,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    if node_id.is_some_and(|n| n < 0) {
+        return Err(ControllerError::InvalidRequest(
+            "a broker id is a non-negative integer",
+        ));
+    }
+    Ok(vec![MetadataRecord::BrokerConfigChanged {
+        node_id,
         config,
     }])
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::records::MetadataRecord;
-use crate::config::TopicConfig;
+use crate::config::{BrokerConfig, DynamicBrokerConfig, TopicConfig};
 
 /// A registered broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +77,31 @@ pub struct TopicImage {
     pub partitions: BTreeMap<i32, PartitionImage>,
 }
 
+/// Dynamic broker settings (IncrementalAlterConfigs on BROKER resources).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerConfigs {
+    /// The cluster-wide defaults (Kafka's `--entity-default`).
+    pub cluster: DynamicBrokerConfig,
+    /// Per broker, over the cluster-wide defaults.
+    pub brokers: BTreeMap<i32, DynamicBrokerConfig>,
+}
+
+impl BrokerConfigs {
+    /// The overrides of one broker (`Some`) or the cluster-wide ones (`None`).
+    pub fn of(&self, node: Option<i32>) -> Option<&DynamicBrokerConfig> {
+        match node {
+            None => Some(&self.cluster),
+            Some(n) => self.brokers.get(&n),
+        }
+    }
+
+    /// Broker `node`'s effective settings: its static config under the
+    /// cluster-wide and then its own dynamic overrides.
+    pub fn effective(&self, statics: &BrokerConfig, node: i32) -> BrokerConfig {
+        statics.layered(&self.cluster, self.brokers.get(&node))
+    }
+}
+
 /// Cluster metadata at a point in the record log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
@@ -86,6 +111,9 @@ pub struct MetadataImage {
     pub topic_names: BTreeMap<Uuid, String>,
     /// The next producer id to hand out.
     pub next_producer_id: i64,
+    /// Dynamic broker settings: cluster-wide defaults and per broker.
+    #[serde(default)]
+    pub broker_configs: BrokerConfigs,
     /// Records applied so far.
     pub records: u64,
 }
@@ -240,6 +268,15 @@ impl MetadataImage {
                     t.config = config.clone();
                 }
             }
+            MetadataRecord::BrokerConfigChanged { node_id, config } => match node_id {
+                None => self.broker_configs.cluster = config.clone(),
+                Some(n) if config.is_empty() => {
+                    self.broker_configs.brokers.remove(n);
+                }
+                Some(n) => {
+                    self.broker_configs.brokers.insert(*n, config.clone());
+                }
+            },
             MetadataRecord::TopicDeleted { topic_id } => {
                 if let Some(name) = self.topic_names.remove(topic_id) {
                     self.topics.remove(&name);

@@ -23,5 +23,5 @@ pub mod reassignment;
 pub mod records;
 pub mod request;
 
-pub use image::{BrokerInfo, MetadataImage, PartitionImage, TopicImage};
+pub use image::{BrokerConfigs, BrokerInfo, MetadataImage, PartitionImage, TopicImage};
 pub use records::MetadataRecord;

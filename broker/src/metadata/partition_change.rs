@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::image::{MetadataImage, NO_LEADER, PartitionImage};
 use super::records::MetadataRecord;
+use crate::config::BrokerConfig;
 
 /// The record turning `old` into `new`, with epochs bumped as Kafka does; `None`
 /// when nothing changes.
@@ -88,18 +89,31 @@ pub fn elect(
     None
 }
 
-/// Whether the topic allows unclean leader election.
-pub fn unclean_allowed(image: &MetadataImage, topic_id: &Uuid) -> bool {
-    image
-        .topic_by_id(topic_id)
-        .and_then(|t| t.config.overrides().get("unclean.leader.election.enable"))
-        .is_some_and(|v| v == "true")
+const UNCLEAN: &str = "unclean.leader.election.enable";
+
+/// Whether the topic allows unclean leader election: its own override, else
+/// the cluster-wide dynamic default, else the active controller's start-up
+/// config (`statics`), as in Kafka.
+pub fn unclean_allowed(image: &MetadataImage, statics: &BrokerConfig, topic_id: &Uuid) -> bool {
+    let Some(topic) = image.topic_by_id(topic_id) else {
+        return false;
+    };
+    match topic
+        .config
+        .overrides()
+        .get(UNCLEAN)
+        .or_else(|| image.broker_configs.cluster.overrides().get(UNCLEAN))
+    {
+        Some(v) => v == "true",
+        None => statics.flag(UNCLEAN),
+    }
 }
 
 /// `p` with `node` out of its ISR (kept if it is the last member) and, if it
 /// led, a new leader elected (or none). `node` no longer leads either way.
 pub fn without_broker(
     image: &MetadataImage,
+    statics: &BrokerConfig,
     topic_id: &Uuid,
     p: &PartitionImage,
     node: i32,
@@ -109,7 +123,12 @@ pub fn without_broker(
         next.isr.retain(|&r| r != node);
     }
     if p.leader == node || (p.leader == NO_LEADER && p.isr.contains(&node)) {
-        match elect(image, &next, unclean_allowed(image, topic_id), Some(node)) {
+        match elect(
+            image,
+            &next,
+            unclean_allowed(image, statics, topic_id),
+            Some(node),
+        ) {
             Some((leader, isr)) => {
                 next.leader = leader;
                 next.isr = isr;
@@ -273,6 +292,62 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn unclean_election_is_the_topic_setting_else_the_cluster_default_else_static() {
+        const KEY: &str = "unclean.leader.election.enable";
+        // (topic override, cluster-wide dynamic default, controller's static) -> allowed
+        let cases = [
+            (None, None, None, false),
+            (None, None, Some("true"), true),
+            (None, Some("true"), None, true),
+            (None, Some("false"), Some("true"), false),
+            (Some("true"), Some("false"), Some("false"), true),
+            (Some("false"), Some("true"), Some("true"), false),
+        ];
+        let id = Uuid::from_u128(1);
+        for (i, (topic, cluster, statics, want)) in cases.into_iter().enumerate() {
+            let mut img = image(3, &[0, 1, 2], 0, &[0]);
+            if let Some(v) = topic {
+                let mut config = crate::config::TopicConfig::default();
+                config.set(KEY, v).expect("topic key");
+                img.apply(&MetadataRecord::TopicConfigChanged {
+                    topic_id: id,
+                    config,
+                });
+            }
+            if let Some(v) = cluster {
+                let mut config = crate::config::DynamicBrokerConfig::default();
+                config.set(KEY, v).expect("dynamic key");
+                img.apply(&MetadataRecord::BrokerConfigChanged {
+                    node_id: None,
+                    config,
+                });
+            }
+            let statics = BrokerConfig::from_pairs(statics.map(|v| (KEY, v))).expect("valid");
+            assert_eq!(unclean_allowed(&img, &statics, &id), want, "case {i}");
+            // And it decides what fencing the last in-sync replica does.
+            let next = without_broker(&img, &statics, &id, p0(&img), 0);
+            let want_leader = if want { 1 } else { NO_LEADER };
+            assert_eq!(next.leader, want_leader, "case {i}");
+        }
+        // A broker's own dynamic settings do not change the cluster's policy.
+        let mut img = image(3, &[0, 1, 2], 0, &[0]);
+        let mut config = crate::config::DynamicBrokerConfig::default();
+        config.set(KEY, "true").expect("dynamic key");
+        img.apply(&MetadataRecord::BrokerConfigChanged {
+            node_id: Some(0),
+            config: config.clone(),
+        });
+        assert!(!unclean_allowed(&img, &BrokerConfig::default(), &id));
+        assert_eq!(img.broker_configs.of(Some(0)), Some(&config));
+        // Emptied, a broker's layer is gone from the image.
+        img.apply(&MetadataRecord::BrokerConfigChanged {
+            node_id: Some(0),
+            config: Default::default(),
+        });
+        assert_eq!(img.broker_configs.of(Some(0)), None);
+    }
+
+    #[test]
     fn epochs_bump_on_leader_or_replica_change_only() {
         let img = image(3, &[0, 1, 2], 0, &[0, 1, 2]);
         let old = p0(&img).clone();
@@ -300,14 +375,14 @@ pub(crate) mod tests {
     fn removing_a_broker_keeps_the_last_isr_member() {
         let img = image(3, &[0, 1, 2], 0, &[0, 1, 2]);
         let id = Uuid::from_u128(1);
-        let next = without_broker(&img, &id, p0(&img), 0);
+        let next = without_broker(&img, &BrokerConfig::default(), &id, p0(&img), 0);
         assert_eq!((next.leader, next.isr.clone()), (1, vec![1, 2]));
         let img = image(3, &[0], 0, &[0]);
-        let next = without_broker(&img, &id, p0(&img), 0);
+        let next = without_broker(&img, &BrokerConfig::default(), &id, p0(&img), 0);
         assert_eq!((next.leader, next.isr), (NO_LEADER, vec![0]));
         // A follower leaving does not touch the leader.
         let img = image(3, &[0, 1, 2], 0, &[0, 1, 2]);
-        let next = without_broker(&img, &id, p0(&img), 2);
+        let next = without_broker(&img, &BrokerConfig::default(), &id, p0(&img), 2);
         assert_eq!((next.leader, next.isr), (0, vec![0, 1]));
     }
 }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::image::{MetadataImage, NO_LEADER, PartitionImage};
 use super::partition_change::{change_record, elect, unclean_allowed};
 use super::records::MetadataRecord;
+use crate::config::BrokerConfig;
 pub use crate::replication::isr::AlterIsr;
 
 /// A refused ISR change or reassignment, with Kafka's error code.
@@ -62,7 +63,12 @@ fn partition<'a>(
 }
 
 /// `p` with its reassignment completed, if every adding replica is in sync.
-fn completed(image: &MetadataImage, id: &Uuid, p: &PartitionImage) -> Option<PartitionImage> {
+fn completed(
+    image: &MetadataImage,
+    statics: &BrokerConfig,
+    id: &Uuid,
+    p: &PartitionImage,
+) -> Option<PartitionImage> {
     if (p.adding.is_empty() && p.removing.is_empty()) || !p.adding.iter().all(|r| p.isr.contains(r))
     {
         return None;
@@ -78,15 +84,24 @@ fn completed(image: &MetadataImage, id: &Uuid, p: &PartitionImage) -> Option<Par
             // a target replica catches up.
             return None;
         }
-        next.leader = elect(image, &next, unclean_allowed(image, id), Some(p.leader))
-            .map_or(NO_LEADER, |(l, _)| l);
+        next.leader = elect(
+            image,
+            &next,
+            unclean_allowed(image, statics, id),
+            Some(p.leader),
+        )
+        .map_or(NO_LEADER, |(l, _)| l);
     }
     Some(next)
 }
 
 /// Validates a leader's ISR change exactly like Kafka's AlterPartition and
 /// returns the record (which may also complete a reassignment).
-pub fn alter_isr(image: &MetadataImage, req: &AlterIsr) -> Result<MetadataRecord, ChangeError> {
+pub fn alter_isr(
+    image: &MetadataImage,
+    statics: &BrokerConfig,
+    req: &AlterIsr,
+) -> Result<MetadataRecord, ChangeError> {
     let p = partition(image, &req.topic_id, req.partition)?;
     if p.leader != req.leader {
         return Err(ChangeError::NotLeader {
@@ -129,7 +144,7 @@ pub fn alter_isr(image: &MetadataImage, req: &AlterIsr) -> Result<MetadataRecord
     }
     let mut next = p.clone();
     next.isr = req.isr.clone();
-    let next = completed(image, &req.topic_id, &next).unwrap_or(next);
+    let next = completed(image, statics, &req.topic_id, &next).unwrap_or(next);
     Ok(
         change_record(req.topic_id, req.partition, p, next.clone()).unwrap_or_else(|| {
             // Nothing changed: still bump the partition epoch so the leader's
@@ -154,6 +169,7 @@ pub fn alter_isr(image: &MetadataImage, req: &AlterIsr) -> Result<MetadataRecord
 /// Starts (`Some(target)`) or cancels (`None`) a reassignment of one partition.
 pub fn reassign(
     image: &MetadataImage,
+    statics: &BrokerConfig,
     id: &Uuid,
     index: i32,
     target: Option<&[i32]>,
@@ -210,7 +226,7 @@ pub fn reassign(
         .filter(|r| !target.contains(r))
         .collect();
     next.isr.retain(|r| next.replicas.contains(r));
-    let next = completed(image, id, &next).unwrap_or(next);
+    let next = completed(image, statics, id, &next).unwrap_or(next);
     Ok(change_record(*id, index, p, next))
 }
 
@@ -246,7 +262,7 @@ mod tests {
     #[test]
     fn alter_isr_is_validated_like_alter_partition() {
         let img = image(3, &[0, 1, 2], 0, &[0, 1, 2]);
-        let ok = alter_isr(&img, &req(&img, &[0, 1])).expect("shrink");
+        let ok = alter_isr(&img, &BrokerConfig::default(), &req(&img, &[0, 1])).expect("shrink");
         let next = apply(&img, Some(ok));
         assert_eq!(
             (p0(&next).isr.clone(), p0(&next).partition_epoch),
@@ -254,22 +270,44 @@ mod tests {
         );
 
         let stale = req(&img, &[0]);
-        assert_eq!(alter_isr(&next, &stale).unwrap_err().code(), 108);
+        assert_eq!(
+            alter_isr(&next, &BrokerConfig::default(), &stale)
+                .unwrap_err()
+                .code(),
+            108
+        );
         let mut old_epoch = req(&next, &[0]);
         old_epoch.leader_epoch -= 1;
-        assert_eq!(alter_isr(&next, &old_epoch).unwrap_err().code(), 74);
+        assert_eq!(
+            alter_isr(&next, &BrokerConfig::default(), &old_epoch)
+                .unwrap_err()
+                .code(),
+            74
+        );
         let mut other = req(&next, &[1]);
         other.leader = 1;
-        assert_eq!(alter_isr(&next, &other).unwrap_err().code(), 6);
-        assert_eq!(alter_isr(&next, &req(&next, &[1])).unwrap_err().code(), 107);
         assert_eq!(
-            alter_isr(&next, &req(&next, &[0, 5])).unwrap_err().code(),
+            alter_isr(&next, &BrokerConfig::default(), &other)
+                .unwrap_err()
+                .code(),
+            6
+        );
+        assert_eq!(
+            alter_isr(&next, &BrokerConfig::default(), &req(&next, &[1]))
+                .unwrap_err()
+                .code(),
+            107
+        );
+        assert_eq!(
+            alter_isr(&next, &BrokerConfig::default(), &req(&next, &[0, 5]))
+                .unwrap_err()
+                .code(),
             107
         );
         let mut fenced = next.clone();
         fenced.brokers.get_mut(&2).expect("b2").fenced = true;
         assert_eq!(
-            alter_isr(&fenced, &req(&fenced, &[0, 1, 2]))
+            alter_isr(&fenced, &BrokerConfig::default(), &req(&fenced, &[0, 1, 2]))
                 .unwrap_err()
                 .code(),
             107
@@ -281,7 +319,7 @@ mod tests {
         let img = image(3, &[0], 0, &[0]);
         let started = apply(
             &img,
-            reassign(&img, &id(), 0, Some(&[0, 1, 2])).expect("start"),
+            reassign(&img, &BrokerConfig::default(), &id(), 0, Some(&[0, 1, 2])).expect("start"),
         );
         let p = p0(&started);
         assert_eq!(
@@ -295,12 +333,17 @@ mod tests {
         );
         let half = apply(
             &started,
-            Some(alter_isr(&started, &req(&started, &[0, 1])).expect("1 in")),
+            Some(
+                alter_isr(&started, &BrokerConfig::default(), &req(&started, &[0, 1]))
+                    .expect("1 in"),
+            ),
         );
         assert_eq!(p0(&half).adding, vec![1, 2], "2 is not in sync yet");
         let done = apply(
             &half,
-            Some(alter_isr(&half, &req(&half, &[0, 1, 2])).expect("2 in")),
+            Some(
+                alter_isr(&half, &BrokerConfig::default(), &req(&half, &[0, 1, 2])).expect("2 in"),
+            ),
         );
         let p = p0(&done);
         assert_eq!(
@@ -314,7 +357,7 @@ mod tests {
         let img = image(3, &[0, 1, 2], 0, &[0, 1, 2]);
         let done = apply(
             &img,
-            reassign(&img, &id(), 0, Some(&[1, 2])).expect("start"),
+            reassign(&img, &BrokerConfig::default(), &id(), 0, Some(&[1, 2])).expect("start"),
         );
         let p = p0(&done);
         assert_eq!(
@@ -333,7 +376,7 @@ mod tests {
         let img = image(4, &[0, 1], 0, &[0, 1]);
         let started = apply(
             &img,
-            reassign(&img, &id(), 0, Some(&[2, 3])).expect("start"),
+            reassign(&img, &BrokerConfig::default(), &id(), 0, Some(&[2, 3])).expect("start"),
         );
         assert_eq!(p0(&started).replicas, vec![2, 3, 0, 1]);
         assert_eq!(
@@ -343,16 +386,23 @@ mod tests {
         );
         let back = apply(
             &started,
-            reassign(&started, &id(), 0, None).expect("cancel"),
+            reassign(&started, &BrokerConfig::default(), &id(), 0, None).expect("cancel"),
         );
         let p = p0(&back);
         assert_eq!(
             (p.replicas.clone(), p.isr.clone(), p.adding.is_empty()),
             (vec![0, 1], vec![0, 1], true)
         );
-        assert_eq!(reassign(&back, &id(), 0, None).unwrap_err().code(), 85);
         assert_eq!(
-            reassign(&back, &id(), 0, Some(&[0, 9])).unwrap_err().code(),
+            reassign(&back, &BrokerConfig::default(), &id(), 0, None)
+                .unwrap_err()
+                .code(),
+            85
+        );
+        assert_eq!(
+            reassign(&back, &BrokerConfig::default(), &id(), 0, Some(&[0, 9]))
+                .unwrap_err()
+                .code(),
             39
         );
     }

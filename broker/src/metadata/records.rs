@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::TopicConfig;
+use crate::config::{DynamicBrokerConfig, TopicConfig};
 
 /// One change to cluster metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +75,12 @@ pub enum MetadataRecord {
     },
     /// A topic's config overrides were replaced.
     TopicConfigChanged { topic_id: Uuid, config: TopicConfig },
+    /// Dynamic broker settings were replaced: one broker's (`node_id`) or the
+    /// cluster-wide defaults (`None`).
+    BrokerConfigChanged {
+        node_id: Option<i32>,
+        config: DynamicBrokerConfig,
+    },
     /// A topic and its partitions were deleted.
     TopicDeleted { topic_id: Uuid },
     /// Producer ids below `next` have been handed out.

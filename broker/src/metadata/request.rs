@@ -13,7 +13,7 @@ use super::controller::{self, NewTopic};
 use super::image::MetadataImage;
 use super::reassignment::{self, AlterIsr};
 use super::records::MetadataRecord;
-use crate::config::TopicConfig;
+use crate::config::{BrokerConfig, DynamicBrokerConfig, TopicConfig};
 
 /// Kafka error code NOT_CONTROLLER.
 pub const NOT_CONTROLLER: i16 = 41;
@@ -46,6 +46,11 @@ pub enum ControllerRequest {
     AlterTopicConfig {
         name: String,
         config: TopicConfig,
+    },
+    /// Replace the dynamic settings of one broker, or the cluster-wide ones (`None`).
+    AlterBrokerConfig {
+        node_id: Option<i32>,
+        config: DynamicBrokerConfig,
     },
     AllocateProducerIds {
         count: i64,
@@ -139,9 +144,15 @@ impl From<reassignment::ChangeError> for Refusal {
 /// A plan: records to commit and the reply to send once they are committed.
 pub type Plan = (Vec<MetadataRecord>, ControllerReply);
 
-/// Plans `request` against `image`. Heartbeats are planned by the runtime
-/// (they concern sessions); here they only unfence a registered broker.
-pub fn plan(image: &MetadataImage, request: &ControllerRequest) -> Result<Plan, Refusal> {
+/// Plans `request` against `image`; `statics` is the active controller's
+/// start-up config, the last layer of cluster-wide defaults. Heartbeats are
+/// planned by the runtime (they concern sessions); here they only unfence a
+/// registered broker.
+pub fn plan(
+    image: &MetadataImage,
+    statics: &BrokerConfig,
+    request: &ControllerRequest,
+) -> Result<Plan, Refusal> {
     use ControllerReply::Done;
     Ok(match request {
         ControllerRequest::Register(reg) => {
@@ -159,7 +170,7 @@ pub fn plan(image: &MetadataImage, request: &ControllerRequest) -> Result<Plan, 
                     ),
                 ));
             }
-            records.extend(broker_lifecycle::register(image, reg));
+            records.extend(broker_lifecycle::register(image, statics, reg));
             // The registration record is the last one; the broker epoch is the
             // record count once it is applied.
             let epoch = (image.records + records.len() as u64) as i64;
@@ -182,7 +193,7 @@ pub fn plan(image: &MetadataImage, request: &ControllerRequest) -> Result<Plan, 
                 ));
             }
             let records = if broker.fenced {
-                broker_lifecycle::unfence(image, *node_id)
+                broker_lifecycle::unfence(image, statics, *node_id)
             } else {
                 Vec::new()
             };
@@ -209,12 +220,16 @@ pub fn plan(image: &MetadataImage, request: &ControllerRequest) -> Result<Plan, 
             controller::alter_topic_config(image, name, config.clone())?,
             Done,
         ),
+        ControllerRequest::AlterBrokerConfig { node_id, config } => (
+            controller::alter_broker_config(*node_id, config.clone())?,
+            Done,
+        ),
         ControllerRequest::AllocateProducerIds { count } => {
             let (first, records) = controller::allocate_producer_ids(image, *count);
             (records, ControllerReply::ProducerIds { first })
         }
         ControllerRequest::AlterIsr(req) => {
-            let record = reassignment::alter_isr(image, req)?;
+            let record = reassignment::alter_isr(image, statics, req)?;
             let epoch = match &record {
                 MetadataRecord::PartitionChanged {
                     partition_epoch, ..
@@ -243,7 +258,7 @@ pub fn plan(image: &MetadataImage, request: &ControllerRequest) -> Result<Plan, 
             partition,
             target,
         } => (
-            reassignment::reassign(image, topic_id, *partition, target.as_deref())?
+            reassignment::reassign(image, statics, topic_id, *partition, target.as_deref())?
                 .into_iter()
                 .collect(),
             Done,
@@ -294,7 +309,7 @@ mod tests {
         image: &mut MetadataImage,
         req: &ControllerRequest,
     ) -> Result<ControllerReply, Refusal> {
-        let (records, reply) = plan(image, req)?;
+        let (records, reply) = plan(image, &BrokerConfig::default(), req)?;
         for r in &records {
             image.apply(r);
         }

@@ -92,7 +92,7 @@ pub struct ReplicaManager {
     checkpointed: Mutex<HighWatermarks>,
     fetchers: Mutex<HashMap<i32, FetcherHandle>>,
     /// `follower.replication.throttled.rate`, shared by every fetcher.
-    throttle: Option<Arc<ReplicationThrottle>>,
+    throttle: Arc<ReplicationThrottle>,
     /// Leaders whose process the fetchers found gone, before the image says so.
     lost: Arc<LostLeaders>,
     background: Mutex<Option<JoinHandle<()>>>,
@@ -131,7 +131,7 @@ impl ReplicaManager {
             options,
             partitions: RwLock::new(HashMap::new()),
             fetchers: Mutex::new(HashMap::new()),
-            throttle: ReplicationThrottle::from_rate(
+            throttle: ReplicationThrottle::new(
                 config.long("follower.replication.throttled.rate"),
                 std::time::Instant::now(),
             ),
@@ -156,9 +156,7 @@ impl ReplicaManager {
     /// Bytes fetched for replicas being moved, and how long the replication
     /// throttle held them back, since start-up (zero when unthrottled).
     pub fn throttled_totals(&self) -> (u64, Duration) {
-        self.throttle
-            .as_ref()
-            .map_or((0, Duration::ZERO), |t| t.totals(std::time::Instant::now()))
+        self.throttle.totals(std::time::Instant::now())
     }
 
     /// The directory holding every partition's log (`--data-dir`).
@@ -248,8 +246,20 @@ impl ReplicaManager {
         self.start_background();
         let mut report = SyncReport::default();
         let mut wanted: HashMap<Key, ()> = HashMap::new();
+        // Dynamic broker settings arrive with the image: topic defaults and
+        // the replication throttle take effect here, without a restart.
+        let config = image.broker_configs.effective(&self.config, self.node_id);
+        if self.throttle.set_rate(
+            config.long("follower.replication.throttled.rate"),
+            std::time::Instant::now(),
+        ) {
+            info!(
+                rate = config.get("follower.replication.throttled.rate"),
+                "replication throttle changed"
+            );
+        }
         for topic in image.topics.values() {
-            let settings = topic.config.resolve(&self.config);
+            let settings = topic.config.resolve(&config);
             for (&index, p) in &topic.partitions {
                 if !p.replicas.contains(&self.node_id) {
                     continue;
@@ -367,7 +377,7 @@ impl ReplicaManager {
                 && pos.leader >= 0
                 && pos.leader != self.node_id
             {
-                let throttled = self.throttle.is_some()
+                let throttled = self.throttle.is_limited()
                     && image
                         .partition(&p.topic_id, p.index)
                         .is_some_and(|pi| throttle::is_throttled(pi, self.node_id));

@@ -83,8 +83,8 @@ pub struct FetcherConfig {
     pub durability: AckDurability,
     /// Bytes per partition per fetch.
     pub max_bytes: i32,
-    /// The broker's replication throttle (`None`: unlimited).
-    pub throttle: Option<Arc<ReplicationThrottle>>,
+    /// The broker's replication throttle (possibly unlimited).
+    pub throttle: Arc<ReplicationThrottle>,
     /// Where this fetcher reports that its leader's process is gone, or there.
     pub lost: Arc<LostLeaders>,
 }
@@ -219,10 +219,7 @@ async fn session(
         let now = Instant::now();
         paused.retain(|_, until| *until > now);
         // Asked once per fetch: the bucket is shared with the broker's other fetchers.
-        let hold = config
-            .throttle
-            .as_ref()
-            .and_then(|t| t.hold(now.into_std()));
+        let hold = config.throttle.hold(now.into_std());
         let mut held = false;
         let mut wanted: Vec<Wanted> = partitions
             .borrow_and_update()
@@ -302,8 +299,10 @@ async fn session(
                 }
             }
         }
-        if let Some(t) = &config.throttle {
-            t.charge(throttled_bytes, std::time::Instant::now());
+        {
+            config
+                .throttle
+                .charge(throttled_bytes, std::time::Instant::now());
         }
         if config.durability == AckDurability::Fsync && !progress.appended.is_empty() {
             // Report only fsynced offsets: the next fetch goes out once they are.
@@ -431,9 +430,10 @@ fn encode_request(
     let mut topics: IndexMap<Uuid, Vec<FetchPartition>> = IndexMap::new();
     for w in wanted {
         let (p, pos) = (&w.partition, &w.position);
-        let max_bytes = match &config.throttle {
-            Some(t) if w.throttled => t.fetch_bytes(config.max_bytes),
-            _ => config.max_bytes,
+        let max_bytes = if w.throttled {
+            config.throttle.fetch_bytes(config.max_bytes)
+        } else {
+            config.max_bytes
         };
         let mut durable = BytesMut::with_capacity(8);
         durable.extend_from_slice(&pos.durable_offset.min(pos.log_end_offset).to_be_bytes());

@@ -122,32 +122,60 @@ impl TokenBucket {
     }
 }
 
-/// The broker's one throttle, shared by its fetchers.
-#[derive(Debug)]
+/// The broker's one throttle, shared by its fetchers. The rate may change
+/// while the broker runs (a dynamic broker setting); unlimited, it holds
+/// nothing back.
+#[derive(Debug, Default)]
 pub struct ReplicationThrottle {
-    bucket: Mutex<TokenBucket>,
+    state: Mutex<ThrottleState>,
     bytes: AtomicU64,
 }
 
+#[derive(Debug, Default)]
+struct ThrottleState {
+    /// Bytes per second, or `None`: unlimited.
+    rate: Option<u64>,
+    bucket: Option<TokenBucket>,
+    /// Time spent empty by buckets of earlier rates.
+    empty_before: Duration,
+}
+
 impl ReplicationThrottle {
-    /// The throttle for `follower.replication.throttled.rate`; `None` when unlimited.
-    pub fn from_rate(rate: i64, now: Instant) -> Option<Arc<Self>> {
-        if rate == UNLIMITED || rate <= 0 {
-            return None;
+    /// A throttle at `rate` (`follower.replication.throttled.rate`).
+    pub fn new(rate: i64, now: Instant) -> Arc<Self> {
+        let throttle = Arc::new(Self::default());
+        throttle.set_rate(rate, now);
+        throttle
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ThrottleState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies a new rate (`UNLIMITED` or less than 1: no throttle); a new
+    /// rate starts from a full bucket. Returns whether the rate changed.
+    pub fn set_rate(&self, rate: i64, now: Instant) -> bool {
+        let rate = (rate != UNLIMITED && rate > 0).then_some(rate as u64);
+        let mut state = self.state();
+        if state.rate == rate {
+            return false;
         }
-        Some(Arc::new(Self {
-            bucket: Mutex::new(TokenBucket::new(rate as u64, now)),
-            bytes: AtomicU64::new(0),
-        }))
+        if let Some(mut old) = state.bucket.take() {
+            state.empty_before += old.empty_time(now);
+        }
+        state.rate = rate;
+        state.bucket = rate.map(|r| TokenBucket::new(r, now));
+        true
     }
 
-    fn bucket(&self) -> std::sync::MutexGuard<'_, TokenBucket> {
-        self.bucket.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Whether a rate is set at all.
+    pub fn is_limited(&self) -> bool {
+        self.state().rate.is_some()
     }
 
-    /// See [`TokenBucket::hold`].
+    /// See [`TokenBucket::hold`]; `None` when unlimited.
     pub fn hold(&self, now: Instant) -> Option<Duration> {
-        self.bucket().hold(now)
+        self.state().bucket.as_mut()?.hold(now)
     }
 
     /// Counts `bytes` fetched for throttled partitions.
@@ -156,19 +184,29 @@ impl ReplicationThrottle {
             return;
         }
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.bucket().charge(bytes, now);
+        if let Some(b) = self.state().bucket.as_mut() {
+            b.charge(bytes, now);
+        }
     }
 
-    /// See [`TokenBucket::fetch_bytes`].
+    /// See [`TokenBucket::fetch_bytes`]; `max` when unlimited.
     pub fn fetch_bytes(&self, max: i32) -> i32 {
-        self.bucket().fetch_bytes(max)
+        self.state()
+            .bucket
+            .as_ref()
+            .map_or(max, |b| b.fetch_bytes(max))
     }
 
     /// Bytes fetched for throttled partitions, and how long they were held back, so far.
     pub fn totals(&self, now: Instant) -> (u64, Duration) {
+        let mut state = self.state();
+        let current = state
+            .bucket
+            .as_mut()
+            .map_or(Duration::ZERO, |b| b.empty_time(now));
         (
             self.bytes.load(Ordering::Relaxed),
-            self.bucket().empty_time(now),
+            state.empty_before + current,
         )
     }
 }
@@ -303,11 +341,36 @@ mod tests {
     #[test]
     fn unlimited_means_no_throttle() {
         let now = Instant::now();
-        assert!(ReplicationThrottle::from_rate(UNLIMITED, now).is_none());
-        let t = ReplicationThrottle::from_rate(1000, now).expect("throttle");
+        let free = ReplicationThrottle::new(UNLIMITED, now);
+        assert!(!free.is_limited());
+        free.charge(1 << 30, now);
+        assert_eq!(free.hold(now), None);
+        assert_eq!(free.fetch_bytes(1 << 20), 1 << 20);
+        let t = ReplicationThrottle::new(1000, now);
         t.charge(1250, now);
         t.charge(0, now);
         assert_eq!(t.hold(now), hold_ms(1000));
         assert_eq!(t.totals(now + ms(500)), (1250, ms(500)));
+    }
+
+    #[test]
+    fn the_rate_changes_while_running_and_the_totals_carry_over() {
+        let t0 = Instant::now();
+        let t = ReplicationThrottle::new(UNLIMITED, t0);
+        // Set: a full bucket at the new rate.
+        assert!(t.set_rate(1000, t0));
+        assert!(!t.set_rate(1000, t0), "the same rate is no change");
+        t.charge(750, t0);
+        assert_eq!(t.hold(t0), hold_ms(500));
+        // Raised before the debt is paid: a fresh bucket at the new rate.
+        assert!(t.set_rate(1_000_000, t0 + ms(100)));
+        assert_eq!(t.hold(t0 + ms(100)), None);
+        // The 100 ms spent in debt at the old rate still count.
+        assert_eq!(t.totals(t0 + ms(100)), (750, ms(100)));
+        // Removed (back to unlimited): nothing is held back any more.
+        assert!(t.set_rate(UNLIMITED, t0 + ms(200)));
+        assert!(!t.is_limited());
+        assert_eq!(t.hold(t0 + ms(200)), None);
+        assert_eq!(t.totals(t0 + ms(300)).0, 750);
     }
 }

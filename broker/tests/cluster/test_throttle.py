@@ -1,5 +1,7 @@
 """The replication throttle (``follower.replication.throttled.rate``) slows a replica
-being moved onto a broker, and nothing else.
+being moved onto a broker, and nothing else; it is set while the brokers run, as a
+cluster-wide dynamic broker setting, with Apache Kafka's own ``kafka-configs``
+(``ConfigCommand --entity-type brokers --entity-default``), and removed the same way.
 
 Three brokers and a fourth. One topic, two partitions led by broker 0: partition 0 on
 brokers 0, 1, 2 holds ~8 MB; partition 1 on brokers 0, 1, 3 takes acks=all writes
@@ -22,10 +24,13 @@ from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from cluster import HarnessError, http, wait_until
+
+CONFIG_TOOL = "kafka.admin.ConfigCommand"
 from workload import AckingProducer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.throttle]
 
+THROTTLE_KEY = "follower.replication.throttled.rate"
 RATE = 2_000_000  # bytes per second
 VALUE = 16 * 1024
 MESSAGES = 512  # 8 MiB of values
@@ -68,11 +73,27 @@ def throttle_metrics(c, node: int) -> dict[str, float]:
     return found
 
 
+def set_cluster_throttle(c, rate: int | None) -> None:
+    """Set (or, with None, delete) the cluster-wide dynamic throttle with kafka-configs,
+    and check that the cluster describes it back."""
+    change = (["--add-config", f"{THROTTLE_KEY}={rate}"] if rate is not None
+              else ["--delete-config", THROTTLE_KEY])
+    bootstrap = c.bootstrap(c.serving_ids())
+    code, out = c.kafka_tool(CONFIG_TOOL, "--bootstrap-server", bootstrap, "--entity-type", "brokers",
+                             "--entity-default", "--alter", *change)
+    if code != 0:
+        raise HarnessError(f"kafka-configs --alter {change}: exit {code}: {out[-2000:]}")
+    code, out = c.kafka_tool(CONFIG_TOOL, "--bootstrap-server", bootstrap, "--entity-type", "brokers",
+                             "--entity-default", "--describe")
+    shown = f"{THROTTLE_KEY}={rate}" in out
+    if code != 0 or shown != (rate is not None):
+        raise HarnessError(f"kafka-configs --describe after {change}: exit {code}: {out[-2000:]}")
+
+
 def move(harness, throttled: bool) -> tuple[float, float, int]:
     """One cluster, one move of the filled partition onto broker 3 under acks=all load on
     the other. Returns (seconds the move took, longest ack gap on the other, bytes)."""
-    settings = {"follower.replication.throttled.rate": str(RATE)} if throttled else {}
-    c = harness.cluster(4, voters=3, settings=settings)
+    c = harness.cluster(4, voters=3)
     try:
         topic = f"throttle-{'on' if throttled else 'off'}"
         c.create_topic(topic, config={"min.insync.replicas": "2"}, assignment=ASSIGNMENT)
@@ -80,6 +101,8 @@ def move(harness, throttled: bool) -> tuple[float, float, int]:
         p = AckingProducer(c.bootstrap(), topic, [IN_SYNC], name=f"acks-{topic}", rate=200,
                            log_path=c.client_log).start()
         p.wait_acked(100, timeout_s=30)
+        if throttled:
+            set_cluster_throttle(c, RATE)
 
         admin = KafkaAdminClient(bootstrap_servers=c.bootstrap(), request_timeout_ms=10_000)
         try:
@@ -124,6 +147,7 @@ def move(harness, throttled: bool) -> tuple[float, float, int]:
                 raise HarnessError(f"{e}: {seen}") from None
             harness.measure("broker 3 /metrics after the throttled move",
                             ", ".join(f"{k} {v:.6g}" for k, v in sorted(seen.items())))
+            set_cluster_throttle(c, None)
         return t1 - t0, gap, nbytes
     finally:
         c.close()

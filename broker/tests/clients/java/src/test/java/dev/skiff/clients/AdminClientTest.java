@@ -24,6 +24,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
@@ -34,13 +35,15 @@ import org.apache.kafka.common.TopicCollection;
 import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.Uuid;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.InvalidConfigurationException;
+import org.apache.kafka.common.errors.InvalidRequestException;
 import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
-/** AdminClient: describe cluster, create/describe/configure/delete topics. */
+/** AdminClient: describe cluster, create/describe/configure/delete topics, dynamic broker configs. */
 class AdminClientTest {
   private Admin admin;
 
@@ -120,5 +123,53 @@ class AdminClientTest {
     ExecutionException gone = assertThrows(ExecutionException.class,
         () -> admin.describeTopics(List.of(topic)).allTopicNames().get(OP_TIMEOUT.toSeconds(), TimeUnit.SECONDS));
     assertInstanceOf(UnknownTopicOrPartitionException.class, gone.getCause());
+  }
+
+  private void alterClusterDefault(String key, String value, AlterConfigOp.OpType op) throws Exception {
+    ConfigResource defaults = new ConfigResource(ConfigResource.Type.BROKER, "");
+    AlterConfigOp change = new AlterConfigOp(new ConfigEntry(key, value), op);
+    await(admin.incrementalAlterConfigs(Map.of(defaults, List.of(change))).all(), op + " cluster-wide " + key);
+  }
+
+  private ConfigEntry topicConfig(String topic, String key) {
+    ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, topic);
+    try {
+      return admin.describeConfigs(List.of(resource)).all().get(OP_TIMEOUT.toSeconds(), TimeUnit.SECONDS).get(resource).get(key);
+    } catch (Exception e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /**
+   * A dynamic broker setting (resource BROKER "", kafka-configs --entity-default) changes the
+   * default of every topic without its own, while the brokers run; a setting read only at
+   * start-up is refused.
+   */
+  @Test
+  void a_cluster_wide_broker_default_reaches_topics_without_their_own() throws Exception {
+    String topic = uniqueName("admin", "defaults");
+    createTopic(admin, topic, 1, Map.of());
+    String key = "log.retention.bytes";
+    String value = String.valueOf(1L << 40); // 1 TiB: harmless to the other tests
+    alterClusterDefault(key, value, AlterConfigOp.OpType.SET);
+    try {
+      waitUntil("retention.bytes of " + topic + " to follow the cluster-wide " + key,
+          () -> value.equals(topicConfig(topic, "retention.bytes").value()));
+      assertEquals(ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG, topicConfig(topic, "retention.bytes").source());
+      ConfigResource defaults = new ConfigResource(ConfigResource.Type.BROKER, "");
+      Config shown = await(admin.describeConfigs(List.of(defaults)).all(), "describe cluster-wide defaults").get(defaults);
+      assertEquals(value, shown.get(key).value());
+      assertEquals(ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG, shown.get(key).source());
+
+      ExecutionException refused = assertThrows(ExecutionException.class, () -> admin.incrementalAlterConfigs(Map.of(defaults,
+          List.of(new AlterConfigOp(new ConfigEntry("auto.create.topics.enable", "false"), AlterConfigOp.OpType.SET))))
+          .all().get(OP_TIMEOUT.toSeconds(), TimeUnit.SECONDS));
+      assertTrue(refused.getCause() instanceof InvalidConfigurationException || refused.getCause() instanceof InvalidRequestException,
+          "a start-up-only setting was refused with " + refused.getCause());
+    } finally {
+      alterClusterDefault(key, null, AlterConfigOp.OpType.DELETE);
+    }
+    waitUntil("retention.bytes of " + topic + " to revert to its default", () -> "-1".equals(topicConfig(topic, "retention.bytes").value()));
+    assertEquals(ConfigEntry.ConfigSource.DEFAULT_CONFIG, topicConfig(topic, "retention.bytes").source());
   }
 }
