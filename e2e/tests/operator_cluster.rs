@@ -23,6 +23,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
 use skiff_e2e::manifest;
+use skiff_operator::admin::kafka::KafkaAdmin;
 use support::cluster_ops::produce_and_consume;
 use support::eventually;
 use support::operator::start_operator_env;
@@ -102,9 +103,11 @@ async fn operator_turns_a_cluster_into_its_objects_and_status() {
         .get("demo-config")
         .await
         .unwrap();
+    // min.insync.replicas is a dynamic setting: the brokers take it from
+    // their metadata quorum (checked once they run), not from the file.
     assert!(
-        config.data.unwrap()["broker.properties"].contains("min.insync.replicas=2"),
-        "the broker properties carry spec.config"
+        !config.data.unwrap()["broker.properties"].contains("min.insync.replicas"),
+        "dynamic settings stay out of the properties file"
     );
     let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns)
         .get(CLUSTER)
@@ -167,6 +170,23 @@ async fn operator_turns_a_cluster_into_its_objects_and_status() {
     })
     .await;
     assert_eq!(ready.data["status"]["brokersReady"], "3/3");
+    // Ready means the brokers report spec.config's dynamic settings.
+    let pod0 = Api::<Pod>::namespaced(client.clone(), &ns)
+        .get(&format!("{CLUSTER}-0"))
+        .await
+        .unwrap();
+    let mut admin = KafkaAdmin::connect(&format!("{}:9092", support::pod_ip(&pod0)))
+        .await
+        .expect("a Kafka connection to broker 0");
+    let dynamic = admin
+        .cluster_broker_config()
+        .await
+        .expect("the cluster-wide dynamic settings");
+    assert_eq!(
+        dynamic.get("min.insync.replicas").map(String::as_str),
+        Some("2"),
+        "{dynamic:?}"
+    );
 
     // A Topic becomes a replicated Kafka topic that real clients use.
     let topics = resources::topics(&client, &ns);

@@ -31,9 +31,11 @@ const TEST: &str = "config_change_restarts_brokers_one_at_a_time_controller_last
 const FAKE_BROKER: &str = env!("CARGO_BIN_EXE_skiff-e2e-fake-broker");
 const LIMIT: Duration = Duration::from_secs(180);
 
-fn cluster_yaml(retention: &str) -> String {
+/// `interval`: `log.retention.check.interval.ms`, a setting the brokers read
+/// at start-up (a dynamic one would change without a restart).
+fn cluster_yaml(interval: &str) -> String {
     format!(
-        "apiVersion: skiff.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: roll\nspec:\n  brokers: 3\n  image: skiff/broker:dev\n  storage:\n    size: 1Gi\n  config:\n    log.retention.ms: \"{retention}\"\n"
+        "apiVersion: skiff.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: roll\nspec:\n  brokers: 3\n  image: skiff/broker:dev\n  storage:\n    size: 1Gi\n  config:\n    log.retention.check.interval.ms: \"{interval}\"\n"
     )
 }
 

@@ -3,12 +3,16 @@
 //! A Cluster of three `skiff-broker` pods with a Topic of 6 partitions at
 //! replication factor 3 (min.insync.replicas 2) takes an idempotent
 //! acks=all producer (`support::traffic`) while `spec.config` changes
-//! `log.retention.ms`. The operator restarts every broker pod exactly once
+//! `log.retention.check.interval.ms`, which brokers read at start-up. The
+//! operator restarts every broker pod exactly once
 //! (new uid, new config hash), the active controller last; a watcher
 //! polling the pods every 200 ms never sees more than one broker absent or
 //! not Ready; afterwards every broker is out of maintenance mode and leads
 //! partitions again; the producer has no failed send after its retries and
 //! the full read finds every acknowledged message, once and in order.
+//! Then dynamic settings change (`log.retention.ms`, `min.insync.replicas`
+//! and the rebalance throttle): the brokers report the new cluster-wide
+//! values and no pod restarts.
 //!
 //! The second scenario SIGKILLs the operator twice during the roll: while
 //! the first broker is drained for its restart, and once its pod was
@@ -21,11 +25,13 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use skiff_e2e::manifest;
+use skiff_operator::admin::kafka::KafkaAdmin;
 use support::operator::{self as op, OperatorProcess, ReadinessWatch};
 use support::resources;
 use support::traffic::Traffic;
@@ -40,15 +46,79 @@ const RATE: u32 = 200;
 /// The two scenarios share the two cores with nothing else of this file.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn cluster(retention_ms: &str) -> String {
+/// `interval`: `log.retention.check.interval.ms` (read at start-up).
+fn cluster(interval: &str) -> String {
     resources::cluster_yaml(
         CLUSTER,
         BROKERS,
         &[
             ("min.insync.replicas", "2"),
-            ("log.retention.ms", retention_ms),
+            ("log.retention.check.interval.ms", interval),
         ],
     )
+}
+
+/// The cluster-wide dynamic broker settings as broker 0 reports them.
+async fn dynamic_settings(ns: &str) -> Option<BTreeMap<String, String>> {
+    let bootstrap = op::bootstrap(CLUSTER, ns, BROKERS);
+    let first = bootstrap.split(',').next()?;
+    let mut admin = KafkaAdmin::connect(first).await.ok()?;
+    admin.cluster_broker_config().await.ok()
+}
+
+fn uids(pods: &[Pod]) -> Vec<String> {
+    pods.iter()
+        .map(|p| p.metadata.uid.clone().unwrap_or_default())
+        .collect()
+}
+
+/// Dynamic settings change on the running brokers: they report the new
+/// cluster-wide values, the Cluster is Ready for the new generation, and
+/// no pod was restarted.
+async fn dynamic_change_restarts_nothing(env: &op::OperatorEnv) {
+    let (client, ns) = (&env.client, &env.ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let selector = ListParams::default().labels(&format!("app.kubernetes.io/instance={CLUSTER}"));
+    let before = uids(&pods.list(&selector).await.expect("the broker pods").items);
+    let started = Instant::now();
+    let yaml = format!(
+        "{}  rebalance:\n    throttleBytesPerSecond: 5000000\n",
+        resources::cluster_yaml(
+            CLUSTER,
+            BROKERS,
+            &[
+                ("min.insync.replicas", "1"),
+                ("log.retention.check.interval.ms", "3600000"),
+                ("log.retention.ms", "7200000"),
+            ],
+        )
+    );
+    manifest::apply(client, &yaml, ns)
+        .await
+        .expect("the changed Cluster applies");
+    let wanted = BTreeMap::from(
+        [
+            ("follower.replication.throttled.rate", "5000000"),
+            ("log.retention.ms", "7200000"),
+            ("min.insync.replicas", "1"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let clusters = resources::clusters(client, ns);
+    support::eventually(
+        "the brokers report the new dynamic settings",
+        LIMIT,
+        || async { (dynamic_settings(ns).await? == wanted).then_some(()) },
+    )
+    .await;
+    resources::wait_ready(&clusters, CLUSTER, LIMIT).await;
+    let took = started.elapsed();
+    let after = uids(&pods.list(&selector).await.expect("the broker pods").items);
+    eprintln!(
+        "dynamic settings {wanted:?} applied in {:.1}s; pods {before:?} -> {after:?}",
+        took.as_secs_f64()
+    );
+    assert_eq!(before, after, "a dynamic setting restarted a broker pod");
 }
 
 fn config_hashes(pods: &[Pod]) -> Vec<String> {
@@ -228,6 +298,9 @@ async fn roll_under_traffic(test: &str, ns_prefix: &str, kill_mid_roll: bool) {
             .all(|h| !h.is_empty() && *h == hashes[0] && !before.contains(h)),
         "every pod runs the new config: {before:?} -> {hashes:?}"
     );
+    if !kill_mid_roll {
+        dynamic_change_restarts_nothing(&env).await;
+    }
     env.operator.assert_running();
     env.stop().await;
     eprintln!("{test}: {:.1}s", started.elapsed().as_secs_f64());

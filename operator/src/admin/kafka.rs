@@ -43,10 +43,13 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 const OPERATION_TIMEOUT_MS: i32 = 30_000;
 /// Largest response accepted.
 const MAX_FRAME: usize = 64 << 20;
-/// DescribeConfigs/IncrementalAlterConfigs resource type of topics.
+/// DescribeConfigs/IncrementalAlterConfigs resource types.
 const RESOURCE_TOPIC: i8 = 2;
-/// DescribeConfigs config source of a topic's own (dynamic) config.
+const RESOURCE_BROKER: i8 = 4;
+/// DescribeConfigs config sources: a topic's own (dynamic) config, and the
+/// cluster-wide dynamic broker defaults.
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 /// IncrementalAlterConfigs operations.
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -300,9 +303,35 @@ impl KafkaAdmin {
 
     /// The configs set on the topic itself.
     async fn topic_config(&mut self, name: &str) -> Result<BTreeMap<String, String>, KafkaError> {
+        self.described_config(RESOURCE_TOPIC, name, SOURCE_DYNAMIC_TOPIC)
+            .await
+    }
+
+    /// The cluster-wide dynamic broker settings (Kafka's `--entity-default`).
+    pub async fn cluster_broker_config(&mut self) -> Result<BTreeMap<String, String>, KafkaError> {
+        self.described_config(RESOURCE_BROKER, "", SOURCE_DYNAMIC_DEFAULT_BROKER)
+            .await
+    }
+
+    /// Sets `set` and removes `delete` in the cluster-wide dynamic broker settings.
+    pub async fn alter_cluster_broker_config(
+        &mut self,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<(), KafkaError> {
+        self.alter_config(RESOURCE_BROKER, "", set, delete).await
+    }
+
+    /// The configs of one resource that come from `source`.
+    async fn described_config(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+        source: i8,
+    ) -> Result<BTreeMap<String, String>, KafkaError> {
         let request = DescribeConfigsRequest::default().with_resources(vec![
             DescribeConfigsResource::default()
-                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_type(resource_type)
                 .with_resource_name(str_bytes(name))
                 // null asks for every key; an empty list would ask for none.
                 .with_configuration_keys(None),
@@ -319,7 +348,7 @@ impl KafkaAdmin {
                 ));
             }
             for c in result.configs {
-                if c.config_source == SOURCE_DYNAMIC_TOPIC
+                if c.config_source == source
                     && let Some(value) = c.value
                 {
                     config.insert(c.name.to_string(), value.to_string());
@@ -512,6 +541,17 @@ impl KafkaAdmin {
         set: &BTreeMap<String, String>,
         delete: &[String],
     ) -> Result<(), KafkaError> {
+        self.alter_config(RESOURCE_TOPIC, name, set, delete).await
+    }
+
+    /// Sets `set` and removes `delete` on one resource.
+    async fn alter_config(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<(), KafkaError> {
         let mut configs: Vec<AlterableConfig> = set
             .iter()
             .map(|(k, v)| {
@@ -529,7 +569,7 @@ impl KafkaAdmin {
         }));
         let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
             AlterConfigsResource::default()
-                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_type(resource_type)
                 .with_resource_name(str_bytes(name))
                 .with_configs(configs),
         ]);

@@ -1,4 +1,7 @@
-//! The ConfigMap holding every broker's `broker.properties`, and its hash.
+//! The ConfigMap holding every broker's `broker.properties` (the settings read
+//! at start-up), and its hash. Dynamic settings are not in it: the brokers
+//! take them from their metadata quorum, where the operator sets them
+//! (`plan::dynamic_config`), so changing one restarts nothing.
 
 use std::collections::BTreeMap;
 
@@ -7,16 +10,30 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use super::ClusterRef;
 use super::names::PROPERTIES_KEY;
 use crate::crd::ClusterSpec;
-use crate::crd::broker_config::THROTTLE_RATE_KEY;
+use crate::crd::broker_config::{THROTTLE_RATE_KEY, is_dynamic};
 
 /// Every broker setting a Cluster makes: `spec.config`, and the replication
-/// throttle of `spec.rebalance` (the broker reads it only at start-up, so a
-/// change rolls the brokers like any other config change).
+/// throttle of `spec.rebalance`.
 pub fn broker_settings(spec: &ClusterSpec) -> BTreeMap<String, String> {
     let mut settings = spec.config.clone();
     if let Some(rate) = spec.rebalance.throttle_bytes_per_second {
         settings.insert(THROTTLE_RATE_KEY.to_owned(), rate.to_string());
     }
+    settings
+}
+
+/// The settings a broker reads at start-up: the ConfigMap's, and its hash's
+/// (a change rolls the brokers).
+pub fn startup_settings(spec: &ClusterSpec) -> BTreeMap<String, String> {
+    let mut settings = broker_settings(spec);
+    settings.retain(|k, _| !is_dynamic(k));
+    settings
+}
+
+/// The settings the brokers take while running, as cluster-wide defaults.
+pub fn dynamic_settings(spec: &ClusterSpec) -> BTreeMap<String, String> {
+    let mut settings = broker_settings(spec);
+    settings.retain(|k, _| is_dynamic(k));
     settings
 }
 
@@ -75,7 +92,7 @@ pub fn build(cluster: &ClusterRef<'_>) -> ConfigMap {
         metadata: cluster.metadata(&cluster.names.config_map),
         data: Some(BTreeMap::from([(
             PROPERTIES_KEY.to_owned(),
-            properties(&broker_settings(cluster.spec)),
+            properties(&startup_settings(cluster.spec)),
         )])),
         ..ConfigMap::default()
     }
@@ -83,7 +100,7 @@ pub fn build(cluster: &ClusterRef<'_>) -> ConfigMap {
 
 /// The hash of the ConfigMap's properties, for the pod template.
 pub fn config_hash(cluster: &ClusterRef<'_>) -> String {
-    hash(&properties(&broker_settings(cluster.spec)))
+    hash(&properties(&startup_settings(cluster.spec)))
 }
 
 #[cfg(test)]
@@ -108,44 +125,56 @@ mod tests {
     }
 
     #[test]
-    fn hash_is_stable_and_changes_with_config() {
+    fn hash_is_stable_and_changes_with_startup_config_only() {
         assert_eq!(hash(""), "cbf29ce484222325");
         assert_eq!(hash("a"), "af63dc4c8601ec8c");
-        let a = fixture::cluster(3, serde_json::json!({"config": {"log.retention.ms": "1"}}));
-        let b = fixture::cluster(3, serde_json::json!({"config": {"log.retention.ms": "2"}}));
+        let cluster =
+            |config: serde_json::Value| fixture::cluster(3, serde_json::json!({"config": config}));
+        let a = cluster(serde_json::json!({"offsets.retention.minutes": "1"}));
+        let b = cluster(serde_json::json!({"offsets.retention.minutes": "2"}));
         let (a, b) = (ClusterRef::new(&a).unwrap(), ClusterRef::new(&b).unwrap());
         assert_ne!(config_hash(&a), config_hash(&b));
         assert_eq!(config_hash(&a), config_hash(&a.clone()));
+        // Dynamic settings change neither the hash nor the file.
+        let c =
+            cluster(serde_json::json!({"offsets.retention.minutes": "1", "log.retention.ms": "5"}));
+        let c = ClusterRef::new(&c).unwrap();
+        assert_eq!(config_hash(&a), config_hash(&c));
+        assert_eq!(build(&a), build(&c));
+        assert_eq!(
+            dynamic_settings(c.spec),
+            BTreeMap::from([("log.retention.ms".to_owned(), "5".to_owned())])
+        );
     }
 
     #[test]
-    fn the_rebalance_throttle_is_a_broker_setting_and_changes_the_hash() {
-        let unset = fixture::cluster(3, serde_json::json!({"config": {"log.retention.ms": "1"}}));
+    fn the_rebalance_throttle_is_a_dynamic_setting_and_rolls_nothing() {
         let set = |rate: i64| {
             fixture::cluster(
                 3,
                 serde_json::json!({
-                    "config": {"log.retention.ms": "1"},
+                    "config": {"log.retention.ms": "1", "offsets.retention.minutes": "9"},
                     "rebalance": {"throttleBytesPerSecond": rate},
                 }),
             )
         };
         let (a, b) = (set(2_000_000), set(3_000_000));
-        let unset = ClusterRef::new(&unset).unwrap();
         let (a, b) = (ClusterRef::new(&a).unwrap(), ClusterRef::new(&b).unwrap());
         assert_eq!(
-            properties(&broker_settings(a.spec)),
+            properties(&startup_settings(a.spec)),
             "# Written by skiff-operator from Cluster.spec.config\n\
-             follower.replication.throttled.rate=2000000\n\
-             log.retention.ms=1\n"
+             offsets.retention.minutes=9\n"
         );
-        // Unset writes nothing: a Cluster without a throttle keeps its hash.
-        assert_eq!(config_hash(&unset), hash(&properties(&unset.spec.config)));
-        assert_ne!(config_hash(&unset), config_hash(&a));
-        assert_ne!(config_hash(&a), config_hash(&b));
-        assert!(
-            build(&b).data.unwrap()[PROPERTIES_KEY]
-                .contains("\nfollower.replication.throttled.rate=3000000\n")
+        assert_eq!(config_hash(&a), config_hash(&b));
+        assert_eq!(
+            dynamic_settings(b.spec),
+            BTreeMap::from([
+                (
+                    "follower.replication.throttled.rate".to_owned(),
+                    "3000000".to_owned()
+                ),
+                ("log.retention.ms".to_owned(), "1".to_owned()),
+            ])
         );
     }
 
@@ -153,11 +182,13 @@ mod tests {
     fn config_map_carries_the_properties_under_its_name() {
         let cluster = fixture::cluster(
             3,
-            serde_json::json!({"config": {"min.insync.replicas": "2"}}),
+            serde_json::json!({"config": {"offsets.topic.replication.factor": "2"}}),
         );
         let cm = build(&ClusterRef::new(&cluster).unwrap());
         assert_eq!(cm.metadata.name.as_deref(), Some("prod-config"));
         assert_eq!(cm.metadata.namespace.as_deref(), Some("kafka"));
-        assert!(cm.data.unwrap()[PROPERTIES_KEY].ends_with("\nmin.insync.replicas=2\n"));
+        assert!(
+            cm.data.unwrap()[PROPERTIES_KEY].ends_with("\noffsets.topic.replication.factor=2\n")
+        );
     }
 }

@@ -66,6 +66,32 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
 /// sets from `spec.rebalance.throttleBytesPerSecond`.
 pub const THROTTLE_RATE_KEY: &str = "follower.replication.throttled.rate";
 
+/// Broker keys the broker takes while it runs (dynamic broker settings, kept
+/// in its metadata quorum): the topic defaults and the replication throttle.
+/// The operator sets them as cluster-wide defaults through the Kafka API, so
+/// changing one restarts nothing; every other key is read at start-up.
+pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.index.size.max.bytes",
+    "log.index.interval.bytes",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.preallocate",
+    "log.cleanup.policy",
+    "message.max.bytes",
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
+    THROTTLE_RATE_KEY,
+];
+
+/// Whether the broker takes `key` while it runs (see [`DYNAMIC_BROKER_KEYS`]).
+pub fn is_dynamic(key: &str) -> bool {
+    DYNAMIC_BROKER_KEYS.contains(&key)
+}
+
 /// Broker keys the operator sets itself (the rack per broker, the throttle
 /// from `spec.rebalance`); users may not set them in `spec.config`.
 pub const OPERATOR_OWNED_BROKER_KEYS: &[&str] = &["broker.rack", THROTTLE_RATE_KEY];
@@ -171,6 +197,37 @@ mod tests {
             TOPIC_CONFIG_KEYS,
             "update TOPIC_CONFIG_KEYS from broker/src/config/topic.rs"
         );
+    }
+
+    /// The broker keys topic defaults come from: the second entry of each
+    /// `(ConfigDef, "broker.key")` pair of the broker's `TOPIC_CONFIGS`.
+    fn topic_default_keys() -> Vec<String> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../broker/src/config/topic.rs");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text.find("pub const TOPIC_CONFIGS").unwrap();
+        let body = &text[start..];
+        body[..body.find("\n];").unwrap()]
+            .lines()
+            .filter(|l| l.starts_with("        \"") && l.ends_with("\","))
+            .map(|l| l.trim().trim_end_matches(',').trim_matches('"').to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn dynamic_keys_match_the_brokers_rule() {
+        // The broker's `is_dynamic`: every topic default, and the throttle.
+        let mut expected = topic_default_keys();
+        assert_eq!(expected.len(), TOPIC_CONFIG_KEYS.len());
+        expected.push(THROTTLE_RATE_KEY.to_owned());
+        assert_eq!(
+            DYNAMIC_BROKER_KEYS, expected,
+            "update DYNAMIC_BROKER_KEYS from broker/src/config/{{broker,topic}}.rs"
+        );
+        assert!(is_dynamic("min.insync.replicas"));
+        assert!(!is_dynamic("num.partitions"));
+        for key in DYNAMIC_BROKER_KEYS {
+            assert!(BROKER_CONFIG_KEYS.contains(key), "{key}");
+        }
     }
 
     #[test]

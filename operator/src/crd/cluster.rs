@@ -68,8 +68,11 @@ pub struct ClusterSpec {
     pub resources: Option<ResourceRequirements>,
     /// Each broker's persistent volume.
     pub storage: StorageSpec,
-    /// Kafka broker settings by their Kafka names (e.g. `log.retention.ms`),
-    /// written to every broker's properties file. Only keys the broker knows.
+    /// Kafka broker settings by their Kafka names (e.g. `log.retention.ms`). Only keys the
+    /// broker knows. Topic defaults (`log.*`, `message.max.bytes`, `min.insync.replicas`,
+    /// `unclean.leader.election.enable`) are applied to the running brokers as cluster-wide
+    /// dynamic settings, without a restart; every other key is written to the brokers'
+    /// properties file and a change restarts them one at a time.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "broker_config::config_map_schema")]
     #[x_kube(validation = broker_config::cluster_config_rule())]
@@ -198,9 +201,9 @@ pub struct RebalanceSpec {
     #[serde(default)]
     pub mode: RebalanceMode,
     /// Replication throttle while moving replicas, in bytes per second per broker; unthrottled when unset.
-    /// Written to the brokers' config as `follower.replication.throttled.rate`: it slows only
-    /// replicas a reassignment is adding, until they are in sync, never in-sync replication.
-    /// Brokers read it at start-up, so changing it rolls the brokers like any other config change.
+    /// Set on the running brokers as the cluster-wide dynamic `follower.replication.throttled.rate`
+    /// (no restart): it slows only replicas a reassignment is adding, until they are in sync,
+    /// never in-sync replication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub throttle_bytes_per_second: Option<i64>,

@@ -36,6 +36,8 @@ pub mod reason {
     pub const UNDER_REPLICATED: &str = "UnderReplicatedPartitions";
     /// Nothing is happening.
     pub const IDLE: &str = "Idle";
+    /// Dynamic broker settings are being applied (no restart).
+    pub const CONFIGURING: &str = "Configuring";
     /// The brokers could not be reached.
     pub const BROKERS_UNREACHABLE: &str = "BrokersUnreachable";
     /// The Topic names a Cluster that does not exist.

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::Planned;
+use super::dynamic_config::{self, ConfigChange};
 use super::rebalance::{self, Placement, RebalanceInput, ReplicaSizes};
 use super::recovery::{self, BrokerHealth, RecoveryInput};
 use super::roll::{self, BrokerPod, RollAction, RollInput, RollPlan, Safety};
@@ -37,6 +38,8 @@ pub mod operation {
     pub const EXPANDING_STORAGE: &str = "ExpandingStorage";
     /// Waiting for brokers to become Ready.
     pub const WAITING_FOR_BROKERS: &str = "WaitingForBrokers";
+    /// Dynamic broker settings are being applied (no restart).
+    pub const CONFIGURING: &str = "Configuring";
     /// Nothing is happening.
     pub const IDLE: &str = "Idle";
 }
@@ -103,6 +106,11 @@ pub struct ClusterObservation {
     pub imbalance_threshold_percent: u32,
     /// Metadata-quorum voters of the running cluster (brokers `0..voters`).
     pub voters: i32,
+    /// The dynamic broker settings the spec asks for (cluster-wide defaults).
+    pub dynamic_desired: BTreeMap<String, String>,
+    /// The cluster-wide dynamic settings the brokers report; `None` when no
+    /// broker could be asked.
+    pub dynamic_current: Option<BTreeMap<String, String>>,
 }
 
 /// An action on the Cluster's objects.
@@ -129,6 +137,8 @@ pub enum ClusterAction {
     Reassign(Moves),
     /// Delete a removed broker's claim (`storage.deleteClaim`).
     DeleteClaim(String),
+    /// Change the cluster-wide dynamic broker settings.
+    SetDynamicConfig(ConfigChange),
 }
 
 /// The decision for one pass.
@@ -274,6 +284,22 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
         },
     ));
     out.actions.extend(scale_down_actions);
+    // Why the dynamic settings are not known to match the spec, if they are not.
+    let configuring = match &o.dynamic_current {
+        Some(current) => {
+            dynamic_config::plan(&o.dynamic_desired, current).map(|Planned { action, reason }| {
+                out.actions.push(Planned::new(
+                    ClusterAction::SetDynamicConfig(action),
+                    reason.clone(),
+                ));
+                reason
+            })
+        }
+        None if !o.dynamic_desired.is_empty() => {
+            Some("waiting for a broker to report its dynamic settings".to_owned())
+        }
+        None => None,
+    };
     for claim in &expand {
         out.actions.push(Planned::new(
             ClusterAction::ExpandClaim {
@@ -415,6 +441,10 @@ pub fn plan(o: &ClusterObservation) -> ClusterPlan {
                 out.operation = operation::WAITING_FOR_BROKERS;
                 out.progress = Some(format!("{ready}/{} brokers ready", o.pods.len()));
             }
+            if let Some(why) = configuring.filter(|_| out.operation == operation::IDLE) {
+                out.operation = operation::CONFIGURING;
+                out.progress = Some(why);
+            }
         }
         RollPlan::Rolling { step, progress } => {
             let starting = o.pods.iter().all(|p| p.revision.is_none() || !p.ready)
@@ -541,6 +571,7 @@ pub fn status(
         operation::ROLLING_RESTART if plan.waiting.is_some() => reason::WAITING_FOR_SAFETY,
         operation::ROLLING_RESTART => reason::ROLLING_RESTART,
         operation::CREATING => reason::CREATING,
+        operation::CONFIGURING => reason::CONFIGURING,
         operation::IDLE => reason::IDLE,
         _ => reason::BROKERS_NOT_READY,
     };
@@ -700,6 +731,51 @@ mod tests {
         assert_eq!(s.brokers.len(), 3);
         assert!(s.brokers.iter().all(|b| b.up_to_date));
         assert_eq!(s.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn a_dynamic_setting_is_applied_without_a_roll_and_ready_waits_for_it() {
+        let mut o = observation(vec![
+            pod(0, "r2", true),
+            pod(1, "r2", true),
+            pod(2, "r2", true),
+        ]);
+        o.dynamic_desired = BTreeMap::from([(
+            "follower.replication.throttled.rate".to_owned(),
+            "1000000".to_owned(),
+        )]);
+        o.dynamic_current = Some(BTreeMap::new());
+        let p = plan(&o);
+        let change = ConfigChange {
+            set: o.dynamic_desired.clone(),
+            delete: vec![],
+        };
+        assert_eq!(kinds(&p)[1..], [ClusterAction::SetDynamicConfig(change)]);
+        assert!(
+            !kinds(&p)
+                .iter()
+                .any(|a| matches!(a, ClusterAction::Roll(_))),
+            "no broker restarts"
+        );
+        assert_eq!(p.operation, operation::CONFIGURING);
+        let s = status(&o, &p, "id", &[], &now());
+        assert!(!condition::is_true(&s.conditions, kind::READY));
+        assert!(condition::is_true(&s.conditions, kind::PROGRESSING));
+
+        // Once the brokers report it: ready and idle again.
+        o.dynamic_current = Some(o.dynamic_desired.clone());
+        let p = plan(&o);
+        assert_eq!(p.operation, operation::IDLE);
+        assert_eq!(p.actions.len(), 1, "only the idempotent apply");
+        // Unknown (no broker answered): nothing is changed blindly, and the
+        // Cluster is not Ready until they can be confirmed.
+        o.dynamic_current = None;
+        let p = plan(&o);
+        assert_eq!(p.actions.len(), 1, "only the idempotent apply");
+        assert_eq!(p.operation, operation::CONFIGURING);
+        // Unless the spec has none: then nothing waits on the brokers' answer.
+        o.dynamic_desired.clear();
+        assert_eq!(plan(&o).operation, operation::IDLE);
     }
 
     #[test]

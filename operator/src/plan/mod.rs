@@ -3,6 +3,7 @@
 //! rule needs it, is an input).
 
 pub mod cluster;
+pub mod dynamic_config;
 pub mod rebalance;
 pub mod recovery;
 pub mod roll;

@@ -232,6 +232,18 @@ async fn observe(
     observed.input.rebalance_requested = rebalance_requested;
     observed.input.imbalance_threshold_percent =
         u32::try_from(c.spec.rebalance.imbalance_threshold_percent).unwrap_or(10);
+    observed.input.dynamic_desired = build::config_map::dynamic_settings(c.spec);
+    if let Some(addr) = kafka_addr(c, &observed) {
+        let read = async {
+            let mut admin = KafkaAdmin::connect(&addr).await?;
+            admin.cluster_broker_config().await
+        };
+        match tokio::time::timeout(ASK_TIMEOUT, read).await {
+            Ok(Ok(current)) => observed.input.dynamic_current = Some(current),
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot read the dynamic broker settings"),
+            Err(_) => tracing::debug!("no answer with the dynamic broker settings in time"),
+        }
+    }
     let anyone_empty = !planner::empty_brokers(&observed.input).is_empty();
     if replicas > c.spec.brokers || anyone_gone || rebalance_requested || anyone_empty {
         // A scale-down, a replacement or a rebalance may be due: the planner
@@ -256,8 +268,8 @@ async fn observe(
     Ok(observed)
 }
 
-/// How long observe waits for one broker's replica sizes.
-const SIZES_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long observe waits for one broker's answer (replica sizes, dynamic settings).
+const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Replica sizes from every Ready broker, asked at once (each answers for
 /// its own replicas). A broker that does not answer in time is left out and
@@ -277,14 +289,14 @@ async fn read_replica_sizes(
                 let mut admin = KafkaAdmin::connect(&addr).await?;
                 admin.describe_log_dirs().await
             };
-            match tokio::time::timeout(SIZES_TIMEOUT, ask).await {
+            match tokio::time::timeout(ASK_TIMEOUT, ask).await {
                 Ok(Ok(sizes)) => Some((id, sizes)),
                 Ok(Err(e)) => {
                     tracing::debug!(broker = id, error = %e, "no replica sizes from this broker");
                     None
                 }
                 Err(_) => {
-                    tracing::debug!(broker = id, timeout = ?SIZES_TIMEOUT, "no replica sizes from this broker in time");
+                    tracing::debug!(broker = id, timeout = ?ASK_TIMEOUT, "no replica sizes from this broker in time");
                     None
                 }
             }
@@ -468,6 +480,21 @@ async fn act(
                     .map_err(|e| ReconcileError::Broker(format!("{reason}: {e}")))?;
             }
             ctx.event(cluster, false, "ReassignmentStarted", reason)
+                .await;
+            Ok(())
+        }
+        ClusterAction::SetDynamicConfig(change) => {
+            let addr = kafka_addr(c, observed).ok_or_else(|| {
+                ReconcileError::Broker("no Ready broker to change dynamic settings through".into())
+            })?;
+            let mut admin = KafkaAdmin::connect(&addr)
+                .await
+                .map_err(|e| ReconcileError::Broker(e.to_string()))?;
+            admin
+                .alter_cluster_broker_config(&change.set, &change.delete)
+                .await
+                .map_err(|e| ReconcileError::Broker(format!("{reason}: {e}")))?;
+            ctx.event(cluster, false, "DynamicConfigChanged", reason)
                 .await;
             Ok(())
         }
