@@ -54,7 +54,7 @@ run: kcat
 bench-storage:
 	python3 broker/benches/storage_report.py
 
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-kafka4
 
 ## bench: Skiff and Apache Kafka side by side on this machine (median of 3 runs, min–max),
 ## with the machine's physical limits; tables and plots go to BENCHMARKS.md and e2e/bench/plots.
@@ -68,6 +68,15 @@ bench:
 bench-quick:
 	$(CARGO) build --release --locked -p skiff-broker
 	"$$(e2e/bench/install.sh)" e2e/bench/bench.py --quick
+
+## bench-kafka4: the full run against Apache Kafka 4.x (KAFKA4_VERSION) and its own tools,
+## into its own BENCHMARKS.md section and e2e/bench/plots/kafka-VERSION; about 45 minutes
+KAFKA4_VERSION ?= 4.1.1
+bench-kafka4:
+	$(CARGO) build --release --locked -p skiff-broker
+	e2e/tools/kafka.sh fetch $(KAFKA4_VERSION) > /dev/null
+	KAFKA_VERSION=$(KAFKA4_VERSION) "$$(e2e/bench/install.sh)" e2e/bench/bench.py --runs 3 \
+	  --plots e2e/bench/plots/kafka-$(KAFKA4_VERSION)
 
 .PHONY: up down
 

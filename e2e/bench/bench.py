@@ -11,6 +11,8 @@ tables, plots and the machine description into BENCHMARKS.md (between its
 
   make bench          python e2e/bench/bench.py --runs 3      median of 3 runs, min–max
   make bench-quick    python e2e/bench/bench.py --quick       1 run each, small loads
+  make bench-kafka4   KAFKA_VERSION=4.1.1 ... --runs 3        against Kafka 4.x, its own
+                      section (<!-- bench-kafka-4.1.1:begin -->) and plots directory
 
 This is a program, not a test: it never asserts on time. It prints which of Skiff's
 targets the medians meet. Every broker it starts is stopped before it exits, also on
@@ -45,6 +47,9 @@ import scenarios  # noqa: E402
 from results import Table  # noqa: E402
 
 ROOT = brokers.ROOT
+#: The Kafka version kafka.sh and the cluster harness run (and whose tools load both brokers).
+DEFAULT_KAFKA_VERSION = "3.9.2"
+KAFKA_VERSION = os.environ.get("KAFKA_VERSION", DEFAULT_KAFKA_VERSION)
 # Single node first (1, 2a, 3a), then the 3-broker scenarios of the issue (2+3, 4+5+7).
 SCENARIOS = scenarios.SCENARIOS + cluster_scenarios.SCENARIOS
 
@@ -97,7 +102,7 @@ def versions() -> dict[str, str]:
         rdk = "confluent-kafka not importable here"
     java = sh(["java", "-version"]).splitlines()
     return {
-        "kafka": f"Apache Kafka {os.environ.get('KAFKA_VERSION', '3.9.2')}: KRaft; single node: one combined "
+        "kafka": f"Apache Kafka {KAFKA_VERSION}: KRaft; single node: one combined "
                  "broker+controller node, Kafka's defaults apart from what a single node needs (RF 1 for its internal "
                  "topics; `e2e/tools/kafka.sh start-single`); 3 brokers: three combined broker+controller nodes "
                  "(all voters, like Skiff's), started by the cluster-test harness (`broker/tests/cluster/"
@@ -106,7 +111,7 @@ def versions() -> dict[str, str]:
         "skiff": f"commit {commit}" + (" with uncommitted changes" if dirty else "")
                  + f", {sh([str(brokers.SKIFF_BIN), '--version'])} (release build), defaults "
                  "(skiff.ack.durability=fsync) unless a column says otherwise",
-        "clients": f"Kafka tools 3.9.2 (Java), {rdk}, Python {platform.python_version()}",
+        "clients": f"Kafka tools {KAFKA_VERSION} (Java), {rdk}, Python {platform.python_version()}",
     }
 
 
@@ -227,9 +232,14 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--plots", default=str(HERE / "plots"))
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md and plots alone")
+    ap.add_argument("--section", default=None,
+                    help="the BENCHMARKS.md section to write (its <!-- NAME:begin --> markers); default: bench for "
+                         "Kafka 3.9.x, bench-kafka-VERSION for any other KAFKA_VERSION")
     args = ap.parse_args()
     if args.runs is None:
         args.runs = 1 if args.quick else 3
+    if args.section is None:
+        args.section = "bench" if KAFKA_VERSION.startswith("3.9.") else f"bench-kafka-{KAFKA_VERSION}"
     if not 1 <= args.runs <= 20:
         ap.error("--runs must be between 1 and 20")
     if args.scenarios is None:
@@ -260,7 +270,9 @@ def main() -> int:
     started = time.monotonic()
     started_at = dt.datetime.now(dt.timezone.utc)
     meta = {"machine": machine(bench.workdir), "versions": versions(), "load_start": loadavg(),
-            "command": "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0])), *sys.argv[1:]]),
+            "command": ("" if KAFKA_VERSION == DEFAULT_KAFKA_VERSION else f"KAFKA_VERSION={KAFKA_VERSION} ")
+                       + "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0])), *sys.argv[1:]]),
+            "kafka_version": KAFKA_VERSION,
             "mode": "quick" if args.quick else "full", "runs": args.runs}
     log(f"{meta['mode']} run, {args.runs} run(s) per scenario; machine: {meta['machine']['cpu']}; load {meta['load_start']}")
     tables: list[Table] = []
@@ -296,7 +308,7 @@ def main() -> int:
            "tables": [_table_json(t) for t in tables + [bench.ctx.footprint]]}
     (bench.workdir / "results.json").write_text(json.dumps(raw, indent=1))
     if not args.no_write:
-        report.write_section(output, section)
+        report.write_section(output, section, args.section)
         log(f"wrote {output} and {len(made)} plot(s) in {args.plots}; raw results in {bench.workdir / 'results.json'}")
     return 0
 

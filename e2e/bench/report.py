@@ -11,7 +11,6 @@ from pathlib import Path
 
 from results import Row, Table, median, ratio, summary
 
-BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 NEW_FILE = ("# Benchmarks\n\nFigures are written by the benchmark programs; do not edit the sections "
             "between markers by hand.\n\n")
 LIMIT_SHORT = {"disk_fdatasync": "disk fdatasync", "disk_cached": "disk page cache",
@@ -262,15 +261,28 @@ def _wrap(text: str, width: int = 18) -> str:
 # BENCHMARKS.md
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the text between our markers; keep everything else."""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
+def markers(name: str) -> tuple[str, str]:
+    """The markers around section `name` (`bench`: the main comparison)."""
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def write_section(path: Path, section: str, name: str = "bench") -> None:
+    """Replace (or append) the text between section `name`'s markers; keep everything else."""
+    begin, end = markers(name)
+    block = f"{begin}\n{section.rstrip()}\n{end}"
     text = path.read_text() if path.exists() else NEW_FILE
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    if begin in text and end in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def make_target(meta: dict) -> str:
+    """The make target that reproduces this run."""
+    if not meta["kafka_version"].startswith("3.9."):
+        return "make bench-kafka4"
+    return "make bench" if meta["mode"] == "full" else "make bench-quick"
 
 
 def section(meta: dict, limit_values: dict[str, list[float]], limit_errors: dict[str, str], tables: list[Table],
@@ -281,7 +293,7 @@ def section(meta: dict, limit_values: dict[str, list[float]], limit_errors: dict
     m, v = meta["machine"], meta["versions"]
     full = meta["mode"] == "full"
     out = [
-        "## Skiff and Apache Kafka, same machine, same run",
+        f"## Skiff and Apache Kafka {meta['kafka_version']}, same machine, same run",
         "",
         ("Full run: every figure is the **median of "
          f"{meta['runs']} runs**, with the min–max over the runs in brackets: the spread is how noisy the figure is."
@@ -294,7 +306,7 @@ def section(meta: dict, limit_values: dict[str, list[float]], limit_errors: dict
         f"load average (1/5/15 min) {meta['load_start']} at the start and {meta['load_end']} at the end "
         f"on {m['cpu'].split(',')[0]}: other work on the machine makes figures noisy.",
         "",
-        f"Reproduce: `{'make bench' if full else 'make bench-quick'}` (runs `{meta['command']}` in the venv of "
+        f"Reproduce: `{make_target(meta)}` (runs `{meta['command']}` in the venv of "
         "`e2e/bench/install.sh` after building the release broker).",
         "",
         "### Machine and versions",

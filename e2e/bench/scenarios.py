@@ -279,7 +279,7 @@ def s2_notes(ctx: Ctx) -> list[str]:
            if ctx.kafka_flush_variant else ""),
         f"Max: {s.max_records:,} records unthrottled. At the offered load: {s.fixed_seconds:.0f} s per generator. "
         "ProducerPerformance reports latency in whole milliseconds over every record, including those sent while "
-        "its own JVM warms up (3.9 has no warm-up option), which inflates its tail for both brokers alike; "
+        "its own JVM warms up (no warm-up option is used: 3.9 has none), which inflates its tail for both brokers alike; "
         "librdkafka in microseconds (produce() call to delivery report, linger.ms=0), leaving out the first second.",
     ]
 

@@ -130,6 +130,24 @@ log4j.logger.kafka.request.logger=WARN
 log4j.logger.org.apache.kafka.controller=INFO
 log4j.logger.state.change.logger=INFO
 EOF
+  # Kafka 4.x logs through log4j2 (and ignores the file above; 3.9 ignores this one).
+  cat >"$dir/log4j2.properties" <<EOF
+appender.file.type=RollingFile
+appender.file.name=FILE
+appender.file.fileName=$dir/logs/server.log
+appender.file.filePattern=$dir/logs/server.log.%i
+appender.file.layout.type=PatternLayout
+appender.file.layout.pattern=[%d] %p %m (%c)%n
+appender.file.policies.type=Policies
+appender.file.policies.size.type=SizeBasedTriggeringPolicy
+appender.file.policies.size.size=64MB
+appender.file.strategy.type=DefaultRolloverStrategy
+appender.file.strategy.max=2
+rootLogger.level=INFO
+rootLogger.appenderRef.file.ref=FILE
+logger.request.name=kafka.request.logger
+logger.request.level=WARN
+EOF
 }
 
 # format_node NODE_DIR CLUSTER_ID: format the log dir unless it already holds a node.
@@ -138,6 +156,7 @@ format_node() {
   [[ -f $dir/data/meta.properties ]] && return
   libs=$(ensure_libs)
   java -Xmx256m -cp "$libs/*" -Dlog4j.configuration="file:$dir/log4j.properties" \
+    -Dlog4j2.configurationFile="$dir/log4j2.properties" \
     kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
     >"$dir/logs/format.log" 2>&1 || { cat "$dir/logs/format.log" >&2; die "storage format failed in $dir"; }
 }
@@ -154,7 +173,8 @@ launch_node() {
   setsid java ${KAFKA_HEAP_OPTS:--Xmx1G -Xms1G} \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
-    -Dlog4j.configuration="file:$dir/log4j.properties" -Dkafka.logs.dir="$dir/logs" \
+    -Dlog4j.configuration="file:$dir/log4j.properties" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
+    -Dkafka.logs.dir="$dir/logs" \
     -cp "$libs/*" kafka.Kafka "$dir/server.properties" \
     </dev/null >"$dir/logs/stdout.log" 2>&1 &
   pid=$!

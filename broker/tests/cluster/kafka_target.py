@@ -78,11 +78,24 @@ class KafkaCluster(Cluster):
             "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
             "log4j.logger.kafka.request.logger=WARN\n"
             "log4j.logger.org.apache.kafka.clients=WARN\n")
+        # Kafka 4.x logs through log4j2 and ignores the file above (3.9 ignores this one).
+        (node.dir / "log4j2.properties").write_text(
+            "appender.stdout.type=Console\n"
+            "appender.stdout.name=STDOUT\n"
+            "appender.stdout.layout.type=PatternLayout\n"
+            "appender.stdout.layout.pattern=[%d] %p %m (%c)%n\n"
+            "rootLogger.level=INFO\n"
+            "rootLogger.appenderRef.stdout.ref=STDOUT\n"
+            "logger.request.name=kafka.request.logger\n"
+            "logger.request.level=WARN\n"
+            "logger.clients.name=org.apache.kafka.clients\n"
+            "logger.clients.level=WARN\n")
         return path
 
     def _java(self, node: Node, heap: str) -> list[str]:
         return ["java", *heap.split(), "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
-                f"-Dlog4j.configuration=file:{node.dir / 'log4j.properties'}", "-cp", f"{LIBS}/*"]
+                f"-Dlog4j.configuration=file:{node.dir / 'log4j.properties'}",
+                f"-Dlog4j2.configurationFile={node.dir / 'log4j2.properties'}", "-cp", f"{LIBS}/*"]
 
     def start(self) -> "Cluster":
         if not self._formatted:
