@@ -175,20 +175,8 @@ pub async fn metadata(
             out
         }
     };
-    // Like Kafka, a broker fenced for silence (a pause, a partition) is not
-    // listed: a client then drops its connection and the requests parked in
-    // it instead of waiting out request.timeout.ms (listing it stalled an
-    // idempotent producer's partition for 20 s). A broker whose process is
-    // gone (its connection reset) stays listed: nothing is parked in its
-    // sockets, and when the old leader vanishes in the same answer that names
-    // the new one, librdkafka parks the partition until its next leader query
-    // (retry.backoff.max.ms, 1 s by default; measured 1.4 s -> 0.45 s
-    // client-seen failover). The answering broker is always listed: a client
-    // told of no broker at all is stranded.
-    let brokers = image
-        .brokers
-        .values()
-        .filter(|b| !b.fenced || b.crashed || b.node_id == broker.node_id)
+    let brokers = listed_brokers(&image, broker.node_id)
+        .into_iter()
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
@@ -213,6 +201,30 @@ pub async fn metadata(
         response.cluster_authorized_operations = -2_147_483_648;
     }
     response
+}
+
+/// The brokers a Metadata answer from broker `this` lists.
+///
+/// Like Kafka, a broker fenced for silence (a pause, a partition) is not
+/// listed: a client then drops its connection and the requests parked in
+/// it instead of waiting out request.timeout.ms (listing it stalled an
+/// idempotent producer's partition for 20 s). A broker whose process is
+/// gone (its connection reset) stays listed: nothing is parked in its
+/// sockets, and when the old leader vanishes in the same answer that names
+/// the new one, librdkafka parks the partition until its next leader query
+/// (retry.backoff.max.ms, 1 s by default; measured 1.4 s -> 0.45 s
+/// client-seen failover). The answering broker, if fenced (e.g. just
+/// started, before its first heartbeat), is listed only when no other
+/// is: a client told of no broker at all is stranded, but one told of a
+/// broker that cannot yet take replicas would count it as available.
+fn listed_brokers(image: &MetadataImage, this: i32) -> Vec<&crate::metadata::BrokerInfo> {
+    let listed = |b: &&crate::metadata::BrokerInfo| !b.fenced || b.crashed;
+    let alone = !image.brokers.values().any(|b| listed(&b));
+    image
+        .brokers
+        .values()
+        .filter(|b| listed(b) || (alone && b.node_id == this))
+        .collect()
 }
 
 #[cfg(test)]
@@ -245,6 +257,36 @@ mod tests {
             started.elapsed() < Duration::from_secs(5),
             "returned when the image moved"
         );
+    }
+
+    #[test]
+    fn metadata_lists_unfenced_and_crashed_brokers_and_a_fenced_self_only_when_alone() {
+        /// (fenced, crashed, answering broker) -> listed
+        type Case = (&'static [i32], &'static [i32], i32, &'static [i32]);
+        let cases: &[Case] = &[
+            (&[], &[], 0, &[0, 1, 2]),
+            // Just started, before its first heartbeat: not counted as available.
+            (&[2], &[], 2, &[0, 1]),
+            // Silent (paused, partitioned): not listed; gone (reset): listed.
+            (&[1], &[], 0, &[0, 2]),
+            (&[1], &[1], 0, &[0, 1, 2]),
+            // Nobody else to name: the answering broker, so the client is not stranded.
+            (&[0, 1, 2], &[], 1, &[1]),
+        ];
+        for (i, &(fenced, crashed, this, want)) in cases.iter().enumerate() {
+            let mut img = image(3, &[0, 1, 2], 0, &[0, 1, 2]);
+            for f in fenced {
+                img.brokers.get_mut(f).expect("broker").fenced = true;
+            }
+            for c in crashed {
+                img.brokers.get_mut(c).expect("broker").crashed = true;
+            }
+            let got: Vec<i32> = listed_brokers(&img, this)
+                .iter()
+                .map(|b| b.node_id)
+                .collect();
+            assert_eq!(got, want, "case {i}");
+        }
     }
 
     #[tokio::test]

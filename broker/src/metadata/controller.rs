@@ -120,6 +120,23 @@ fn candidates(image: &MetadataImage) -> Vec<Candidate> {
         .collect()
 }
 
+/// Too few brokers may take replicas for replication factor `rf`.
+fn unavailable(image: &MetadataImage, rf: i32) -> ControllerError {
+    let usable = candidates(image).len();
+    let registered = image.brokers.len();
+    let others = if registered > usable {
+        format!(
+            " ({} more registered but fenced or shutting down; a broker that just started is fenced until its first heartbeat)",
+            registered - usable
+        )
+    } else {
+        String::new()
+    };
+    ControllerError::InvalidReplicationFactor(format!(
+        "replication factor {rf} is larger than the {usable} brokers available to take replicas{others}"
+    ))
+}
+
 fn total_partitions(image: &MetadataImage) -> usize {
     image.topics.values().map(|t| t.partitions.len()).sum()
 }
@@ -198,12 +215,7 @@ pub fn create_topic(
             0,
             total_partitions(image),
         )
-        .ok_or_else(|| {
-            ControllerError::InvalidReplicationFactor(format!(
-                "replication factor {rf} is larger than the {} available brokers",
-                image.brokers.len()
-            ))
-        })?
+        .ok_or_else(|| unavailable(image, rf))?
     } else {
         if topic.partitions != -1 || topic.replication_factor != -1 {
             return Err(ControllerError::InvalidRequest(
@@ -289,11 +301,7 @@ pub fn create_partitions(
             current,
             total_partitions(image),
         )
-        .ok_or_else(|| {
-            ControllerError::InvalidReplicationFactor(format!(
-                "replication factor {rf} is larger than the available brokers"
-            ))
-        })?,
+        .ok_or_else(|| unavailable(image, rf as i32))?,
     };
     Ok(plan
         .into_iter()
