@@ -64,7 +64,8 @@ bench:
 	"$$(e2e/bench/install.sh)" e2e/bench/bench.py --runs 3
 
 ## bench-quick: the issue's scenarios (1 node: 1; 3 brokers: 2-7) with small loads, one run each
-## (about 12 minutes on 2 busy cores, most of it Kafka's JVM starts and restarts; noisy)
+## (9 minutes measured on a quiet 2-core machine, 12 on a busy one, most of it Kafka's JVM
+## starts and restarts; noisy)
 bench-quick:
 	$(CARGO) build --release --locked -p skiff-broker
 	"$$(e2e/bench/install.sh)" e2e/bench/bench.py --quick
