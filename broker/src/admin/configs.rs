@@ -233,7 +233,7 @@ fn describe_broker(
     Ok(effective
         .entries()
         .filter(|(def, _, _)| wanted(keys, def.name))
-        .map(|(def, value, _)| {
+        .map(|(def, value, source)| {
             let synonyms = if req.include_synonyms {
                 broker_synonyms(&broker.config, image, broker.node_id, def.name)
             } else {
@@ -242,7 +242,7 @@ fn describe_broker(
             entry(
                 def,
                 value.map(str::to_owned),
-                source_code(effective.source(def.name)),
+                source_code(source),
                 !is_dynamic(def.name),
                 synonyms,
                 version,

@@ -354,7 +354,8 @@ impl BrokerConfig {
             .or_else(|| find(BROKER_CONFIGS, key).and_then(|d| d.default))
     }
 
-    /// Whether the key was set explicitly.
+    /// Whether the key was set explicitly (at start-up, or in a dynamic
+    /// layer of an effective config).
     pub fn is_set(&self, key: &str) -> bool {
         self.values.contains_key(key)
     }
@@ -379,11 +380,11 @@ impl BrokerConfig {
         }
     }
 
-    /// Every key with its value and whether it was set explicitly.
-    pub fn entries(&self) -> impl Iterator<Item = (&'static ConfigDef, Option<&str>, bool)> {
+    /// Every key with its value and where the value comes from.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static ConfigDef, Option<&str>, Source)> {
         BROKER_CONFIGS
             .iter()
-            .map(|d| (d, self.get(d.name), self.is_set(d.name)))
+            .map(|d| (d, self.get(d.name), self.source(d.name)))
     }
 }
 
