@@ -686,7 +686,7 @@ impl Partition {
             if let BatchCheck::Duplicate {
                 first_offset,
                 last_offset,
-            } = inner.producers.check(&first)?
+            } = inner.producers.check_as_leader(&first, epoch)?
             {
                 return Ok(Appended {
                     base_offset: first_offset,

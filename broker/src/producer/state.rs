@@ -23,10 +23,20 @@ struct BatchMeta {
     timestamp: i64,
 }
 
+/// How many sequence gaps a new leader answers as retriable before the
+/// producer has resent in order (one in-flight window, see `check_as_leader`).
+pub const GAPS_FORGIVEN: u8 = BATCHES_KEPT as u8;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
+    /// Leader epoch of the producer's last batch here, or of the leadership
+    /// that last recognised one of its retries: the leadership that knows
+    /// where the producer stands in its sequence.
+    in_order_at: i32,
+    /// Gaps answered as retriable since `in_order_at` last moved.
+    gaps_forgiven: u8,
 }
 
 /// Why a producer's batch is refused (Kafka error codes in `code`).
@@ -38,6 +48,13 @@ pub enum ProducerError {
     /// A gap or reordering in sequence numbers.
     #[error("producer {pid}: out-of-order sequence {got}, expected {expected}")]
     OutOfOrder { pid: i64, got: i32, expected: i32 },
+    /// A gap at a leader that took over since the producer last wrote: an
+    /// earlier batch of the same in-flight window was refused before this
+    /// replica knew it leads, and is about to be resent.
+    #[error(
+        "producer {pid}: sequence {got} arrived before {expected} at a new leader; resend from {expected}"
+    )]
+    ResendInOrder { pid: i64, got: i32, expected: i32 },
 }
 
 impl ProducerError {
@@ -46,6 +63,10 @@ impl ProducerError {
         match self {
             Self::InvalidEpoch { .. } => 47,
             Self::OutOfOrder { .. } => 45,
+            // Retriable everywhere, and librdkafka keeps the producer epoch
+            // (it bumps it on OUT_OF_ORDER_SEQUENCE_NUMBER behind a refused
+            // request, renumbering batches this leader may already hold).
+            Self::ResendInOrder { .. } => 6,
         }
     }
 }
@@ -133,8 +154,56 @@ impl ProducerState {
         Ok(BatchCheck::Append)
     }
 
-    /// Records an appended batch (as leader after `check`, or when replaying a
-    /// log). `h` carries the offsets the log assigned.
+    /// `check` for a client's batch at the leader of `leader_epoch`, with one
+    /// difference: while the producer has neither written nor had a retry
+    /// recognised at this leadership, a gap ahead of the expected sequence is
+    /// answered `ResendInOrder` (retriable, at most `GAPS_FORGIVEN` times)
+    /// instead of `OutOfOrder`.
+    ///
+    /// The gap is then a leader change seen mid-window: the head of the
+    /// producer's in-flight window reached this replica before it learnt it
+    /// leads and was refused NOT_LEADER_OR_FOLLOWER, the next batch arrived
+    /// just after. librdkafka answers OUT_OF_ORDER_SEQUENCE_NUMBER there by
+    /// bumping its epoch and renumbering every unacknowledged batch, so a
+    /// batch the old leader had already replicated here would be written
+    /// twice (Apache Kafka answers the same and has the same duplicate). A
+    /// retriable answer makes the client resend from its head, which this
+    /// leader then recognises. The bound keeps a real gap (data lost at
+    /// failover under acks=1) reported as out of order after one window.
+    pub fn check_as_leader(
+        &mut self,
+        h: &BatchHeader,
+        leader_epoch: i32,
+    ) -> Result<BatchCheck, ProducerError> {
+        let verdict = self.check(h);
+        if !h.has_producer_id() || h.base_sequence < 0 {
+            return verdict;
+        }
+        let Some(entry) = self.producers.get_mut(&h.producer_id) else {
+            return verdict;
+        };
+        match verdict {
+            Ok(BatchCheck::Duplicate { .. }) => {
+                entry.in_order_at = entry.in_order_at.max(leader_epoch);
+                entry.gaps_forgiven = 0;
+            }
+            Err(ProducerError::OutOfOrder { pid, got, expected })
+                if got > expected
+                    && entry.epoch == h.producer_epoch
+                    && entry.in_order_at < leader_epoch
+                    && entry.gaps_forgiven < GAPS_FORGIVEN =>
+            {
+                entry.gaps_forgiven += 1;
+                return Err(ProducerError::ResendInOrder { pid, got, expected });
+            }
+            _ => {}
+        }
+        verdict
+    }
+
+    /// Records an appended batch (as leader after `check_as_leader`, or when
+    /// replaying or replicating a log). `h` carries the offsets and the
+    /// leader epoch the log assigned.
     pub fn record(&mut self, h: &BatchHeader) {
         if !h.has_producer_id() || h.base_sequence < 0 {
             return;
@@ -145,10 +214,16 @@ impl ProducerState {
             .or_insert_with(|| Entry {
                 epoch: h.producer_epoch,
                 batches: VecDeque::new(),
+                in_order_at: h.partition_leader_epoch,
+                gaps_forgiven: 0,
             });
         if h.producer_epoch != entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
+        }
+        if h.partition_leader_epoch > entry.in_order_at {
+            entry.in_order_at = h.partition_leader_epoch;
+            entry.gaps_forgiven = 0;
         }
         if entry.batches.len() == BATCHES_KEPT {
             entry.batches.pop_front();
@@ -265,5 +340,75 @@ mod tests {
             }]
         );
         assert_eq!(s.check(&h(9, 0, 1, 1, 0)).map_err(|e| e.code()), Err(47));
+    }
+
+    /// `h` as the log holds it: written by the leader of `leader_epoch`.
+    fn written_at(leader_epoch: i32, mut b: BatchHeader) -> BatchHeader {
+        b.partition_leader_epoch = leader_epoch;
+        b
+    }
+
+    #[test]
+    fn a_new_leader_answers_a_gap_retriable_until_the_producer_resends_in_order() {
+        // Replicated at epoch 0: sequences 0..=54, one batch each, at offsets 0..=54.
+        let mut s = ProducerState::default();
+        for seq in 0..=54 {
+            s.record(&written_at(0, h(1, 0, seq, 1, i64::from(seq))));
+        }
+        let code = |r: Result<BatchCheck, ProducerError>| r.map_err(|e| e.code());
+        // Leading at epoch 1. 54..=56 were refused before this replica knew
+        // it leads; 57 and 58 arrive first: retriable, not OUT_OF_ORDER.
+        assert_eq!(code(s.check_as_leader(&h(1, 0, 57, 1, -1), 1)), Err(6));
+        assert_eq!(code(s.check_as_leader(&h(1, 0, 58, 1, -1), 1)), Err(6));
+        // The client resends from its head: recognised, then appended in order.
+        assert_eq!(
+            s.check_as_leader(&h(1, 0, 54, 1, -1), 1),
+            Ok(BatchCheck::Duplicate {
+                first_offset: 54,
+                last_offset: 54
+            })
+        );
+        assert_eq!(
+            code(s.check_as_leader(&h(1, 0, 55, 1, -1), 1)),
+            Ok(BatchCheck::Append)
+        );
+        s.record(&written_at(1, h(1, 0, 55, 1, 55)));
+        // From now on a gap is what it is.
+        assert_eq!(code(s.check_as_leader(&h(1, 0, 57, 1, -1), 1)), Err(45));
+        // So is a rewind, a bumped epoch starting mid-sequence, an unknown producer.
+        assert_eq!(code(s.check_as_leader(&h(1, 0, 40, 1, -1), 2)), Err(45));
+        assert_eq!(code(s.check_as_leader(&h(1, 1, 5, 1, -1), 2)), Err(45));
+        assert_eq!(code(s.check_as_leader(&h(2, 0, 5, 1, -1), 2)), Err(45));
+    }
+
+    #[test]
+    fn a_real_gap_at_a_new_leader_is_out_of_order_after_one_window() {
+        // acks=1 lost sequence 3 at failover: the new leader ends at 2.
+        let mut s = ProducerState::default();
+        for seq in 0..=2 {
+            s.record(&written_at(4, h(1, 0, seq, 1, i64::from(seq))));
+        }
+        for attempt in 0..GAPS_FORGIVEN {
+            assert_eq!(
+                s.check_as_leader(&h(1, 0, 4, 1, -1), 5)
+                    .map_err(|e| e.code()),
+                Err(6),
+                "attempt {attempt}"
+            );
+        }
+        assert_eq!(
+            s.check_as_leader(&h(1, 0, 4, 1, -1), 5),
+            Err(ProducerError::OutOfOrder {
+                pid: 1,
+                got: 4,
+                expected: 3
+            })
+        );
+        // The same leader that wrote the producer's last batch forgives nothing.
+        assert_eq!(
+            s.check_as_leader(&h(1, 0, 4, 1, -1), 4)
+                .map_err(|e| e.code()),
+            Err(45)
+        );
     }
 }

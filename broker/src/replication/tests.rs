@@ -476,6 +476,50 @@ async fn high_watermark_survives_restart_through_the_checkpoint() {
     other.stop();
 }
 
+/// The race behind librdkafka's duplicates at a leader change (its issue
+/// 4953): the head of a producer's in-flight window reaches the new leader
+/// before it knows it leads, the next batch just after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_lets_an_idempotent_producer_resend_in_order_after_a_gap() {
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let cfg = [("min.insync.replicas", "1")];
+    let a = Node::start(1, dirs[0].path(), &cfg).await;
+    let b = Node::start(2, dirs[1].path(), &cfg).await;
+    let id = Uuid::new_v4();
+    let img1 = image(&[&a, &b], id, 1, &[1, 2], 1, 1);
+    a.sync(&img1);
+    b.sync(&img1);
+    let (pa, pb) = (a.partition(), b.partition());
+    for seq in 0..3 {
+        produce(&pa, testing::batch_with(&[b"v"], 1, 7, 0, seq), false);
+    }
+    eventually("B replicates sequences 0..=2", || pb.log_end() == 3).await;
+
+    // B leads epoch 2. Sequences 2 and 3 (unacknowledged) were refused by B
+    // as a follower a moment ago; sequence 4 arrives first.
+    b.sync(&image(&[&a, &b], id, 2, &[2], 2, 2));
+    let mut ahead = testing::batch_with(&[b"v"], 1, 7, 0, 4);
+    let refused = pb.append(&mut ahead, true).expect_err("a gap");
+    assert_eq!(refused.code(), 6, "{refused}");
+    assert!(refused.to_string().contains("resend from 3"), "{refused}");
+    // The resent head is recognised, the rest appended in order, once each.
+    let head = produce(&pb, testing::batch_with(&[b"v"], 1, 7, 0, 2), true);
+    assert_eq!((head.base_offset, head.duplicate), (2, true));
+    for seq in 3..5 {
+        let next = produce(&pb, testing::batch_with(&[b"v"], 1, 7, 0, seq), true);
+        assert_eq!((next.base_offset, next.duplicate), (i64::from(seq), false));
+    }
+    assert_eq!(pb.log_end(), 5);
+    // A gap after that is out of order, as in Kafka.
+    let mut gap = testing::batch_with(&[b"v"], 1, 7, 0, 6);
+    assert_eq!(pb.append(&mut gap, true).expect_err("a gap").code(), 45);
+    a.stop();
+    b.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_all_survives_a_new_epoch_of_the_same_leader() {
     let dirs = [

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import struct
 import threading
@@ -36,7 +37,7 @@ def client_logger(path: Path | None, name: str) -> logging.Logger:
     """A logger writing librdkafka's log lines to ``path`` (not to the test output)."""
     log = logging.getLogger(f"skiff.cluster.{name}.{uuid.uuid4().hex[:6]}")
     log.propagate = False
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.DEBUG if os.environ.get("SKIFF_CLIENT_DEBUG") else logging.INFO)
     if path is not None:
         h = logging.FileHandler(path)
         h.setFormatter(logging.Formatter(f"%(asctime)s {name} %(message)s"))
@@ -100,6 +101,8 @@ class AckingProducer:
             "topic.metadata.refresh.interval.ms": 2_000,
             "error_cb": self._on_error,
             "logger": client_logger(log_path, f"producer-{name}"),
+            # SKIFF_CLIENT_DEBUG: librdkafka debug contexts (e.g. "eos,protocol") into the client log
+            **({"debug": os.environ["SKIFF_CLIENT_DEBUG"]} if os.environ.get("SKIFF_CLIENT_DEBUG") else {}),
             **(config or {}),
         }
         self._producer = Producer(self.config)
