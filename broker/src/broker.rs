@@ -12,7 +12,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::admin::{http, safety};
@@ -633,9 +633,11 @@ impl RunningBroker {
     }
 }
 
+/// Deletes what retention allows and forgets idle idempotent producers.
 async fn retention_loop(broker: Arc<Broker>, shutdown: CancellationToken) {
     let every =
         Duration::from_millis(broker.config.long("log.retention.check.interval.ms").max(1) as u64);
+    let producer_expiration_ms = broker.config.long("producer.id.expiration.ms");
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -644,6 +646,10 @@ async fn retention_loop(broker: Arc<Broker>, shutdown: CancellationToken) {
         for p in broker.replicas.all() {
             if let Err(e) = p.apply_retention() {
                 error!(topic = %p.topic, partition = p.index, error = %e, "retention failed");
+            }
+            let expired = p.expire_producers(crate::partition::now_ms(), producer_expiration_ms);
+            if expired > 0 {
+                debug!(topic = %p.topic, partition = p.index, expired, "idle producers forgotten");
             }
         }
     }

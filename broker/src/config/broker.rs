@@ -165,6 +165,12 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         doc: "Largest session timeout a consumer may ask for",
     },
     ConfigDef {
+        name: "producer.id.expiration.ms",
+        kind: Kind::Long { min: 1 },
+        default: Some("86400000"),
+        doc: "How long a partition keeps an idempotent producer's state (for deduplication) after the timestamp of its last batch; checked with retention",
+    },
+    ConfigDef {
         name: "replica.lag.time.max.ms",
         kind: Kind::Long { min: 1 },
         default: Some("10000"),

@@ -1117,6 +1117,12 @@ impl Partition {
         self.lock().producers.summaries()
     }
 
+    /// Forgets the producers whose last batch is `max_age_ms` old at `now_ms`
+    /// (`producer.id.expiration.ms`); returns how many.
+    pub fn expire_producers(&self, now_ms: i64, max_age_ms: i64) -> usize {
+        self.lock().producers.expire(now_ms, max_age_ms)
+    }
+
     /// Bytes of record batches in the log (preallocated file space not counted).
     pub fn size_bytes(&self) -> u64 {
         self.lock().log.size_bytes()

@@ -106,8 +106,7 @@ impl ProducerState {
             return Ok(BatchCheck::Append);
         }
         let pid = h.producer_id;
-        // A producer we know nothing of, or one with a bumped epoch, starts its
-        // sequence afresh at 0.
+        // A producer with a bumped epoch starts its sequence afresh at 0.
         let fresh = || {
             if h.base_sequence == 0 {
                 Ok(BatchCheck::Append)
@@ -119,8 +118,11 @@ impl ProducerState {
                 })
             }
         };
+        // A producer with no state here (expired, or every batch of it
+        // deleted by retention) continues its sequence wherever it stands, as
+        // in Kafka since 2.8: refusing it would be fatal to librdkafka.
         let Some(entry) = self.producers.get(&pid) else {
-            return fresh();
+            return Ok(BatchCheck::Append);
         };
         if h.producer_epoch < entry.epoch {
             return Err(ProducerError::InvalidEpoch {
@@ -237,6 +239,20 @@ impl ProducerState {
         });
     }
 
+    /// Forgets the producers whose last batch is `max_age_ms` or older at
+    /// `now_ms` (Kafka's `producer.id.expiration.ms`, on the batches'
+    /// timestamps), so the table does not grow with every producer that ever
+    /// wrote. Returns how many were forgotten.
+    pub fn expire(&mut self, now_ms: i64, max_age_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, e| {
+            e.batches
+                .back()
+                .is_some_and(|b| now_ms.saturating_sub(b.timestamp) < max_age_ms)
+        });
+        before - self.producers.len()
+    }
+
     /// Forgets everything (the log was truncated; the caller replays what is left).
     pub fn clear(&mut self) {
         self.producers.clear();
@@ -315,7 +331,7 @@ mod tests {
             (h(1, 1, 5, 1, 0), Err(45)),
             (h(1, -1, 12, 1, 0), Err(47)),
             (h(2, 0, 0, 1, 0), Ok(BatchCheck::Append)), // new producer
-            (h(3, 0, 4, 1, 0), Err(45)),                // unknown producer mid-sequence
+            (h(3, 0, 4, 1, 0), Ok(BatchCheck::Append)), // unknown producer mid-sequence (expired)
             (h(-1, -1, -1, 1, 0), Ok(BatchCheck::Append)), // not idempotent
         ];
         for (batch, want) in cases {
@@ -375,10 +391,46 @@ mod tests {
         s.record(&written_at(1, h(1, 0, 55, 1, 55)));
         // From now on a gap is what it is.
         assert_eq!(code(s.check_as_leader(&h(1, 0, 57, 1, -1), 1)), Err(45));
-        // So is a rewind, a bumped epoch starting mid-sequence, an unknown producer.
+        // So is a rewind, and a bumped epoch starting mid-sequence.
         assert_eq!(code(s.check_as_leader(&h(1, 0, 40, 1, -1), 2)), Err(45));
         assert_eq!(code(s.check_as_leader(&h(1, 1, 5, 1, -1), 2)), Err(45));
-        assert_eq!(code(s.check_as_leader(&h(2, 0, 5, 1, -1), 2)), Err(45));
+    }
+
+    #[test]
+    fn producers_expire_after_their_last_batch_and_then_continue_anywhere() {
+        let mut s = ProducerState::default();
+        let at = |pid, seq, timestamp| {
+            let mut b = h(pid, 0, seq, 1, i64::from(seq));
+            b.max_timestamp = timestamp;
+            b
+        };
+        s.record(&at(1, 0, 1_000));
+        s.record(&at(1, 1, 5_000));
+        s.record(&at(2, 0, 2_000));
+        assert_eq!(
+            s.expire(6_000, 4_000),
+            1,
+            "producer 2's last batch is 4 s old"
+        );
+        assert_eq!(s.expire(6_000, 4_000), 0);
+        assert_eq!(
+            s.summaries()
+                .iter()
+                .map(|p| p.producer_id)
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
+        assert_eq!(
+            s.check(&at(1, 1, 6_000)),
+            Ok(BatchCheck::Duplicate {
+                first_offset: 1,
+                last_offset: 1
+            })
+        );
+        // Forgotten, producer 2 goes on from where it stands.
+        assert_eq!(s.check(&at(2, 7, 9_000)), Ok(BatchCheck::Append));
+        assert_eq!(s.expire(9_000, 4_000), 1);
+        assert_eq!(s.check(&at(1, 9, 9_000)), Ok(BatchCheck::Append));
     }
 
     #[test]

@@ -516,6 +516,12 @@ async fn a_new_leader_lets_an_idempotent_producer_resend_in_order_after_a_gap() 
     // A gap after that is out of order, as in Kafka.
     let mut gap = testing::batch_with(&[b"v"], 1, 7, 0, 6);
     assert_eq!(pb.append(&mut gap, true).expect_err("a gap").code(), 45);
+    // Once its state expires (producer.id.expiration.ms on the batches'
+    // timestamps), the producer goes on from wherever it stands, as in Kafka.
+    assert_eq!(pb.expire_producers(1 + 86_400_000, 86_400_000), 1);
+    assert!(pb.producers().is_empty());
+    let resumed = produce(&pb, testing::batch_with(&[b"v"], 2, 7, 0, 6), true);
+    assert_eq!((resumed.base_offset, resumed.duplicate), (5, false));
     a.stop();
     b.stop();
 }

@@ -36,6 +36,7 @@ pub const BROKER_CONFIG_KEYS: &[&str] = &[
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
+    "producer.id.expiration.ms",
     "replica.lag.time.max.ms",
     "follower.replication.throttled.rate",
     "broker.session.timeout.ms",
