@@ -84,6 +84,14 @@ pub fn source_code(source: Source) -> i8 {
     }
 }
 
+/// One DescribeConfigs synonym: `key` set to `value` by the layer `source`.
+fn synonym(key: &str, value: Option<&str>, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(text(key))
+        .with_value(value.map(text))
+        .with_source(source)
+}
+
 /// Every layer that sets broker key `key` for `node`, highest precedence
 /// first (DescribeConfigs synonyms).
 fn broker_synonyms(
@@ -92,12 +100,6 @@ fn broker_synonyms(
     node: i32,
     key: &'static str,
 ) -> Vec<DescribeConfigsSynonym> {
-    let synonym = |value: Option<&str>, source: i8| {
-        DescribeConfigsSynonym::default()
-            .with_name(text(key))
-            .with_value(value.map(|v| text(v.to_owned())))
-            .with_source(source)
-    };
     let dynamic = [
         (Some(node), SOURCE_DYNAMIC_BROKER),
         (None, SOURCE_DYNAMIC_DEFAULT),
@@ -106,18 +108,18 @@ fn broker_synonyms(
         .into_iter()
         .filter_map(|(n, source)| {
             let value = image.broker_configs.of(n)?.overrides().get(key)?;
-            Some(synonym(Some(value), source))
+            Some(synonym(key, Some(value), source))
         })
         .collect();
     if statics.is_set(key) {
-        out.push(synonym(statics.get(key), SOURCE_STATIC_BROKER));
+        out.push(synonym(key, statics.get(key), SOURCE_STATIC_BROKER));
     }
     let default = BROKER_CONFIGS
         .iter()
         .find(|d| d.name == key)
         .and_then(|d| d.default);
     if default.is_some() {
-        out.push(synonym(default, SOURCE_DEFAULT));
+        out.push(synonym(key, default, SOURCE_DEFAULT));
     }
     out
 }
@@ -145,12 +147,7 @@ fn describe_topic(
             let mut synonyms = Vec::new();
             if req.include_synonyms {
                 if is_override {
-                    synonyms.push(
-                        DescribeConfigsSynonym::default()
-                            .with_name(text(def.name))
-                            .with_value(Some(text(value.clone())))
-                            .with_source(SOURCE_TOPIC),
-                    );
+                    synonyms.push(synonym(def.name, Some(&value), SOURCE_TOPIC));
                 }
                 synonyms.extend(broker_synonyms(
                     &broker.config,
@@ -199,12 +196,7 @@ fn describe_broker(
             .filter_map(|def| {
                 let value = defaults?.get(def.name)?;
                 let synonyms = if req.include_synonyms {
-                    vec![
-                        DescribeConfigsSynonym::default()
-                            .with_name(text(def.name))
-                            .with_value(Some(text(value.clone())))
-                            .with_source(SOURCE_DYNAMIC_DEFAULT),
-                    ]
+                    vec![synonym(def.name, Some(value), SOURCE_DYNAMIC_DEFAULT)]
                 } else {
                     vec![]
                 };
